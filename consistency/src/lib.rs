@@ -10,5 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod history;
+pub mod level;
 pub mod verdict;
