@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod elle;
 pub mod history;
 pub mod level;
 pub mod verdict;
