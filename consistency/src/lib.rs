@@ -14,4 +14,6 @@ pub mod clock;
 pub mod elle;
 pub mod history;
 pub mod level;
+pub mod linearizable;
+pub mod register;
 pub mod verdict;
