@@ -17,4 +17,5 @@ pub mod history;
 pub mod level;
 pub mod linearizable;
 pub mod register;
+pub mod sequential;
 pub mod verdict;
