@@ -343,6 +343,44 @@ fn decode_mop(m: &Value, reads_known: bool) -> Option<Mop> {
     }
 }
 
+/// The kind of workload a history records, which decides how values are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Single-key registers: `read`, `write`, `cas`, `final-read`.
+    Register,
+    /// Single-key lists: `append`, `read`, `final-read`.
+    ListAppend,
+    /// Multi-key transactions of list-append micro-operations: `txn`.
+    Txn,
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Workload::Register => "register",
+            Workload::ListAppend => "list-append",
+            Workload::Txn => "txn",
+        })
+    }
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+
+    /// Parses `register`, `list-append` or `txn`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "register" => Ok(Workload::Register),
+            "list-append" => Ok(Workload::ListAppend),
+            "txn" => Ok(Workload::Txn),
+            other => Err(format!(
+                "unknown workload {other:?}: expected register, list-append or txn"
+            )),
+        }
+    }
+}
+
 /// Why a history could not be read. Every variant tells the caller which line or event to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HistoryError {

@@ -18,4 +18,5 @@ pub mod level;
 pub mod linearizable;
 pub mod register;
 pub mod sequential;
+pub mod session;
 pub mod verdict;
