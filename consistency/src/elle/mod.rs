@@ -355,7 +355,7 @@ fn explain_cycle(t: &Txns, graph: &Graph, cycle: &[EdgeId]) -> Anomaly {
         } else {
             format!(" on {}", t.key(why.key))
         };
-        txns.push((from, format!("{}-> {b}{key}", kind.name())));
+        txns.push((from, format!("-{}-> {b}{key}", kind.name())));
         clauses.push(clause);
     }
     Anomaly {

@@ -446,8 +446,8 @@ fn lost_updates(t: &Txns, report: &mut Report) {
                 .map(|id| (*id, format!("read {kname} then appended to it")))
                 .collect(),
             explanation: format!(
-                "{} all read {version} of key {kname:?} and then appended to it; all committed, so \
-                 all but one update is lost",
+                "{} read {version} of key {kname:?} and then each appended to it; all committed, \
+                 so all but one of these updates is lost",
                 names.join(" and ")
             ),
         });
