@@ -1,0 +1,258 @@
+//! Which failed attempts the client retries, how long it waits, and how a call's last failure
+//! is reported.
+//!
+//! The rules (DESIGN.md §3, `types.proto`):
+//! - UNAVAILABLE is retried at the next endpoint (the replica may be down, shutting down or
+//!   behind the session: `SESSION_BEHIND` asks the client to try another replica).
+//! - RESOURCE_EXHAUSTED with reason `WRITE_QUEUE_FULL` is retried at the same endpoint.
+//! - ABORTED is retried for reads only; an aborted write is the caller's to redo.
+//! - A write whose attempt failed after the request may have been sent is retried only when
+//!   it carries a request id (the server then applies it at most once); if the call still
+//!   fails, its outcome is unknown and it is reported as [`Error::Indeterminate`], whatever
+//!   later attempts answered.
+//! - DEADLINE_EXCEEDED and CANCELLED end the call.
+//!
+//! Waits are exponential with jitter ("equal jitter": half fixed, half random), never shorter
+//! than the server's `RetryInfo` delay, and never past the call's deadline.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tonic::Code;
+
+use crate::error::{reason, Error, ErrorStatus};
+
+/// What kind of call is being retried; it decides what is safe to repeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    /// A read: repeating it changes nothing.
+    Read,
+    /// A write with a request id: the server applies it at most once however often it is sent.
+    IdempotentWrite,
+    /// A write without a request id (namespace create and drop): it is repeated only when
+    /// the earlier attempt certainly did not apply.
+    Write,
+}
+
+/// What to do after a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Try again after a backoff; at the next endpoint when `rotate`.
+    Retry {
+        /// Whether to move to the next endpoint.
+        rotate: bool,
+    },
+    /// End the call with this failure.
+    Stop,
+}
+
+/// Decides whether a call of `kind` whose attempt failed with `status` is retried.
+pub fn decide(kind: CallKind, status: &ErrorStatus) -> Decision {
+    let unsafe_to_repeat = kind == CallKind::Write && status.write_may_have_applied();
+    match status.code() {
+        Code::DeadlineExceeded | Code::Cancelled => Decision::Stop,
+        Code::Unavailable if !unsafe_to_repeat => Decision::Retry { rotate: true },
+        Code::ResourceExhausted if status.reason() == Some(reason::WRITE_QUEUE_FULL) => {
+            Decision::Retry { rotate: false }
+        }
+        Code::Aborted if kind == CallKind::Read => Decision::Retry { rotate: false },
+        // A transport failure mid-call (a reset stream shows up as UNKNOWN or INTERNAL without
+        // the server's ErrorInfo): repeat where repeating is safe, elsewhere.
+        Code::Unknown | Code::Internal
+            if !status.is_from_server() && status.write_may_have_applied() && !unsafe_to_repeat =>
+        {
+            Decision::Retry { rotate: true }
+        }
+        _ => Decision::Stop,
+    }
+}
+
+/// The error a call of `kind` reports when its last attempt failed with `status`;
+/// `maybe_applied` says whether any earlier attempt may have applied the write.
+pub fn final_error(kind: CallKind, status: ErrorStatus, maybe_applied: bool) -> Error {
+    if kind != CallKind::Read && (maybe_applied || status.write_may_have_applied()) {
+        Error::Indeterminate(status)
+    } else {
+        Error::from_status(status)
+    }
+}
+
+/// How many attempts a call makes and how long it waits between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included (at least 1).
+    pub attempts: u32,
+    /// The wait before the first retry (before jitter).
+    pub base_delay: Duration,
+    /// The longest wait between attempts (before honouring `RetryInfo`).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(25),
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `failed`-th failed attempt (1-based): exponential with equal jitter,
+    /// at least the server's `hint`.
+    pub fn backoff(&self, failed: u32, hint: Option<Duration>) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << failed.saturating_sub(1).min(20))
+            .min(self.max_delay);
+        let half = exp / 2;
+        let jitter_ns = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        let jitter = Duration::from_nanos(rand::rng().random_range(0..=jitter_ns));
+        (half + jitter).max(hint.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: Code, why: &str) -> ErrorStatus {
+        let mut details = tonic_types::ErrorDetails::new();
+        details.set_error_info(
+            why,
+            crate::error::ERROR_DOMAIN,
+            std::collections::HashMap::new(),
+        );
+        let status =
+            <tonic::Status as tonic_types::StatusExt>::with_error_details(code, "msg", details);
+        ErrorStatus::from_tonic(&status)
+    }
+
+    fn transport(code: Code) -> ErrorStatus {
+        ErrorStatus::local(code, "connection reset")
+    }
+
+    use CallKind::*;
+    use Decision::*;
+
+    #[test]
+    fn unavailable_rotates_for_every_kind_when_nothing_was_written() {
+        for kind in [Read, IdempotentWrite, Write] {
+            for why in [
+                reason::SESSION_BEHIND,
+                reason::SHUTTING_DOWN,
+                reason::STORAGE_FAILURE,
+            ] {
+                assert_eq!(
+                    decide(kind, &server(Code::Unavailable, why)),
+                    Retry { rotate: true },
+                    "{kind:?} {why}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn full_write_queue_is_retried_in_place() {
+        assert_eq!(
+            decide(
+                IdempotentWrite,
+                &server(Code::ResourceExhausted, reason::WRITE_QUEUE_FULL)
+            ),
+            Retry { rotate: false }
+        );
+        assert_eq!(
+            decide(
+                IdempotentWrite,
+                &server(Code::ResourceExhausted, "NAMESPACE_IDS_EXHAUSTED")
+            ),
+            Stop
+        );
+    }
+
+    #[test]
+    fn aborted_is_retried_for_reads_only() {
+        assert_eq!(
+            decide(Read, &server(Code::Aborted, "CONFLICT")),
+            Retry { rotate: false }
+        );
+        assert_eq!(
+            decide(IdempotentWrite, &server(Code::Aborted, "CONFLICT")),
+            Stop
+        );
+        assert_eq!(decide(Write, &server(Code::Aborted, "CONFLICT")), Stop);
+    }
+
+    #[test]
+    fn transport_failures_are_retried_only_where_repeating_is_safe() {
+        for code in [Code::Unavailable, Code::Unknown, Code::Internal] {
+            assert_eq!(
+                decide(Read, &transport(code)),
+                Retry { rotate: true },
+                "{code:?}"
+            );
+            assert_eq!(
+                decide(IdempotentWrite, &transport(code)),
+                Retry { rotate: true }
+            );
+            assert_eq!(decide(Write, &transport(code)), Stop, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn deadlines_and_client_errors_end_the_call() {
+        for kind in [Read, IdempotentWrite, Write] {
+            assert_eq!(decide(kind, &transport(Code::DeadlineExceeded)), Stop);
+            assert_eq!(decide(kind, &transport(Code::Cancelled)), Stop);
+            assert_eq!(
+                decide(kind, &server(Code::InvalidArgument, reason::KEY_EMPTY)),
+                Stop
+            );
+            assert_eq!(
+                decide(kind, &server(Code::NotFound, reason::NAMESPACE_NOT_FOUND)),
+                Stop
+            );
+            assert_eq!(decide(kind, &server(Code::Internal, "BUG")), Stop);
+        }
+    }
+
+    #[test]
+    fn unknown_write_outcomes_are_indeterminate() {
+        let late = transport(Code::DeadlineExceeded);
+        assert!(final_error(IdempotentWrite, late.clone(), false).is_indeterminate());
+        assert!(final_error(Write, late.clone(), false).is_indeterminate());
+        assert!(matches!(
+            final_error(Read, late, false),
+            Error::DeadlineExceeded(_)
+        ));
+        // A definite refusal after an attempt that may have applied is still unknown.
+        let full = server(Code::ResourceExhausted, reason::WRITE_QUEUE_FULL);
+        assert!(final_error(IdempotentWrite, full.clone(), true).is_indeterminate());
+        assert!(matches!(
+            final_error(IdempotentWrite, full, false),
+            Error::ResourceExhausted(_)
+        ));
+        assert!(matches!(
+            final_error(Read, transport(Code::Unavailable), true),
+            Error::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_is_jittered_and_honours_retry_info() {
+        let p = RetryPolicy::default();
+        for failed in 1..=10 {
+            let exp = p
+                .base_delay
+                .saturating_mul(1 << (failed - 1))
+                .min(p.max_delay);
+            for _ in 0..20 {
+                let d = p.backoff(failed, None);
+                assert!(d >= exp / 2 && d <= exp, "{failed}: {d:?} vs {exp:?}");
+            }
+        }
+        assert!(p.backoff(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        assert!(p.backoff(u32::MAX, None) <= p.max_delay);
+    }
+}
