@@ -1,0 +1,855 @@
+//! [`Client`]: connections to a set of replicas, request ids, retries, and every data and
+//! namespace operation.
+//!
+//! A client holds one lazily connected tonic `Channel` per endpoint (each multiplexes any
+//! number of concurrent calls over HTTP/2) and is cheap to clone: clones share the channels,
+//! the client id and the request sequence. Each call runs under one deadline (the per-call
+//! timeout unless [`CallOptions`] says otherwise) that bounds all of its attempts; see
+//! [`crate::retry`] for what is retried.
+//!
+//! Every mutating call carries a fresh request id `(client_id, seq)` (`types.proto`,
+//! `RequestId`), and every retry of that call repeats the same id, so the server applies it at
+//! most once and answers a retry with the reply to its first application.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Error, ErrorStatus};
+use crate::options::CallOptions;
+use crate::proto::{self, kv_client::KvClient, namespaces_client::NamespacesClient};
+use crate::retry::{decide, final_error, CallKind, Decision, RetryPolicy};
+use crate::session::{Session, SessionGuarantees, SessionState};
+use crate::types::{
+    CasAction, CasOutput, Condition, DeleteOutput, Entry, GetOutput, NamespaceInfo, NamespaceSpec,
+    PutOutput, ResponseMeta, ScanPage, ScanRange, Version,
+};
+
+/// The namespace calls use when their options name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The per-call timeout when the builder sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The connect timeout when the builder sets none.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A dialkv client: cheap to clone, safe to share between tasks.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoints: Vec<Slot>,
+    /// The endpoint calls start at; moved on when one answers UNAVAILABLE, so later calls do
+    /// not keep knocking at a replica that is down.
+    preferred: AtomicUsize,
+    namespace: String,
+    timeout: Duration,
+    retry: RetryPolicy,
+    /// A random id of this client, chosen once (`RequestId.client_id`).
+    client_id: u64,
+    /// The last request sequence number handed out (`RequestId.seq`).
+    seq: AtomicU64,
+}
+
+/// One endpoint and its channel, created on first use.
+#[derive(Debug)]
+struct Slot {
+    endpoint: Endpoint,
+    channel: OnceLock<Channel>,
+}
+
+impl Slot {
+    fn channel(&self) -> Channel {
+        self.channel
+            .get_or_init(|| self.endpoint.connect_lazy())
+            .clone()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    endpoints: Vec<String>,
+    namespace: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            endpoints: Vec::new(),
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with the defaults: namespace `default`, 5 s per call, 5 attempts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds endpoints, each `host:port` or `http://host:port`.
+    pub fn endpoints(mut self, endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.endpoints.extend(endpoints.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the namespace of calls whose options name none.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Sets the per-call timeout: the longest a call may take, retries included.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the longest wait for a TCP connection to an endpoint.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how many attempts a call makes, the first included (at least 1).
+    pub fn retry_attempts(mut self, attempts: u32) -> Self {
+        self.retry.attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the whole retry policy.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = RetryPolicy {
+            attempts: policy.attempts.max(1),
+            ..policy
+        };
+        self
+    }
+
+    /// Builds the client. No connection is made until the first call, so this works outside
+    /// a tokio runtime and succeeds while servers are down.
+    pub fn build(self) -> Result<Client, Error> {
+        if self.endpoints.is_empty() {
+            return Err(Error::NoEndpoints);
+        }
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                Ok(Slot {
+                    endpoint: parse_endpoint(e)?
+                        .connect_timeout(self.connect_timeout)
+                        .tcp_nodelay(true),
+                    channel: OnceLock::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        // Sequence numbers start at 1: (client_id, 0) would read as "not deduplicated" if
+        // client_id were ever 0.
+        let client_id = loop {
+            let id: u64 = rand::random();
+            if id != 0 {
+                break id;
+            }
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoints,
+                preferred: AtomicUsize::new(0),
+                namespace: self.namespace,
+                timeout: self.timeout,
+                retry: self.retry,
+                client_id,
+                seq: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// Parses `host:port` or `http(s)://host:port` into a tonic endpoint.
+fn parse_endpoint(text: &str) -> Result<Endpoint, Error> {
+    let text = text.trim();
+    let invalid = |message: String| Error::InvalidEndpoint {
+        endpoint: text.to_string(),
+        message,
+    };
+    if text.is_empty() {
+        return Err(invalid("empty".into()));
+    }
+    let uri = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("http://{text}")
+    };
+    Endpoint::from_shared(uri).map_err(|e| invalid(e.to_string()))
+}
+
+/// Makes a tonic request with the attempt's remaining time as its `grpc-timeout`.
+fn request<T>(message: T, remaining: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.set_timeout(remaining);
+    req
+}
+
+impl Client {
+    /// Connects (lazily) to `endpoints` with the default settings.
+    pub fn connect(
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Client, Error> {
+        ClientBuilder::new().endpoints(endpoints).build()
+    }
+
+    /// A builder for a client with non-default settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// The namespace calls use when their options name none.
+    pub fn default_namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// This client's random id, sent in every request id.
+    pub fn client_id(&self) -> u64 {
+        self.inner.client_id
+    }
+
+    /// Starts a new session with `guarantees` (see [`Session`]).
+    pub fn session(&self, guarantees: SessionGuarantees) -> Session {
+        Session::new(self.clone(), guarantees, Default::default())
+    }
+
+    /// A fresh request id for one mutating call.
+    fn next_request_id(&self) -> proto::RequestId {
+        proto::RequestId {
+            client_id: self.inner.client_id,
+            seq: self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+
+    fn namespace_of(&self, opts: &CallOptions) -> String {
+        opts.namespace
+            .clone()
+            .unwrap_or_else(|| self.inner.namespace.clone())
+    }
+
+    fn deadline_of(&self, opts: &CallOptions) -> Instant {
+        let by_timeout = Instant::now() + opts.timeout.unwrap_or(self.inner.timeout);
+        opts.deadline.map_or(by_timeout, |d| d.min(by_timeout))
+    }
+
+    /// Runs one call: attempts at successive endpoints until one succeeds, the retry rules
+    /// say stop, the attempts run out, or the deadline passes.
+    async fn call<T, F, Fut>(
+        &self,
+        kind: CallKind,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let n = self.inner.endpoints.len();
+        let mut index = self.inner.preferred.load(Ordering::Relaxed) % n;
+        let mut maybe_applied = false;
+        let mut failed = 0u32;
+        loop {
+            let now = Instant::now();
+            let remaining = deadline.saturating_duration_since(now);
+            let status = if remaining.is_zero() {
+                ErrorStatus::local(tonic::Code::DeadlineExceeded, "the call's deadline passed")
+            } else {
+                let channel = self.inner.endpoints[index].channel();
+                match tokio::time::timeout_at(deadline, attempt(channel, remaining)).await {
+                    Ok(Ok(reply)) => return Ok(reply),
+                    Ok(Err(status)) => ErrorStatus::from_tonic(&status),
+                    Err(_) => ErrorStatus::local(
+                        tonic::Code::DeadlineExceeded,
+                        format!("no reply within the call's deadline ({remaining:?} left at the last attempt)"),
+                    ),
+                }
+            };
+            failed += 1;
+            let decision = decide(kind, &status);
+            tracing::debug!(
+                endpoint = index,
+                attempt = failed,
+                code = ?status.code(),
+                reason = status.reason(),
+                ?decision,
+                "dialkv call failed"
+            );
+            let rotate = match decision {
+                Decision::Retry { rotate } if failed < self.inner.retry.attempts => rotate,
+                _ => return Err(final_error(kind, status, maybe_applied)),
+            };
+            let delay = self.inner.retry.backoff(failed, status.retry_delay());
+            if Instant::now() + delay >= deadline {
+                return Err(final_error(kind, status, maybe_applied));
+            }
+            maybe_applied |= status.write_may_have_applied();
+            if rotate {
+                index = (index + 1) % n;
+                self.inner.preferred.store(index, Ordering::Relaxed);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    // ---- data operations -------------------------------------------------------------
+
+    /// Reads `key` from the default namespace at the default consistency.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<GetOutput, Error> {
+        self.get_with(key, &CallOptions::default()).await
+    }
+
+    /// Reads `key` with `opts`.
+    pub async fn get_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        opts: &CallOptions,
+    ) -> Result<GetOutput, Error> {
+        self.get_in(Bytes::copy_from_slice(key.as_ref()), opts, None)
+            .await
+    }
+
+    /// Writes `key` = `value` in the default namespace.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+    ) -> Result<PutOutput, Error> {
+        self.put_with(key, value, &CallOptions::default()).await
+    }
+
+    /// Writes `key` = `value` with `opts`.
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        opts: &CallOptions,
+    ) -> Result<PutOutput, Error> {
+        self.put_in(
+            Bytes::copy_from_slice(key.as_ref()),
+            value.into(),
+            opts,
+            None,
+        )
+        .await
+    }
+
+    /// Deletes `key` from the default namespace; deleting an absent key succeeds with
+    /// `existed == false`.
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<DeleteOutput, Error> {
+        self.delete_with(key, &CallOptions::default()).await
+    }
+
+    /// Deletes `key` with `opts`.
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        opts: &CallOptions,
+    ) -> Result<DeleteOutput, Error> {
+        self.delete_in(Bytes::copy_from_slice(key.as_ref()), opts, None)
+            .await
+    }
+
+    /// Writes or deletes `key` only if `condition` holds, atomically.
+    pub async fn compare_and_set(
+        &self,
+        key: impl AsRef<[u8]>,
+        condition: Condition,
+        action: CasAction,
+    ) -> Result<CasOutput, Error> {
+        self.compare_and_set_with(key, condition, action, &CallOptions::default())
+            .await
+    }
+
+    /// [`Client::compare_and_set`] with `opts`.
+    pub async fn compare_and_set_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        condition: Condition,
+        action: CasAction,
+        opts: &CallOptions,
+    ) -> Result<CasOutput, Error> {
+        self.cas_in(
+            Bytes::copy_from_slice(key.as_ref()),
+            condition,
+            action,
+            opts,
+            None,
+        )
+        .await
+    }
+
+    /// Reads one page of `range`: the first page when `continuation` is `None`, else the page
+    /// after the one that returned it.
+    pub async fn scan(
+        &self,
+        range: &ScanRange,
+        continuation: Option<Bytes>,
+        opts: &CallOptions,
+    ) -> Result<ScanPage, Error> {
+        self.scan_in(range, continuation, opts, None).await
+    }
+
+    /// Reads every key of `range`, following continuations (each page is a call of its own,
+    /// with its own deadline).
+    pub async fn scan_all(
+        &self,
+        range: &ScanRange,
+        opts: &CallOptions,
+    ) -> Result<Vec<Entry>, Error> {
+        self.scan_stream(range.clone(), opts.clone())
+            .try_collect()
+            .await
+    }
+
+    /// Streams every key of `range`, fetching a page at a time as the stream is read.
+    pub fn scan_stream(
+        &self,
+        range: ScanRange,
+        opts: CallOptions,
+    ) -> impl Stream<Item = Result<Entry, Error>> + Send + 'static {
+        scan_stream(self.clone(), range, opts, None)
+    }
+
+    pub(crate) async fn get_in(
+        &self,
+        key: Bytes,
+        opts: &CallOptions,
+        session: Option<&SessionState>,
+    ) -> Result<GetOutput, Error> {
+        let namespace = self.namespace_of(opts);
+        let consistency = opts.consistency.map(|c| c.to_proto());
+        let reply = self
+            .call(
+                CallKind::Read,
+                self.deadline_of(opts),
+                |channel, remaining| {
+                    let req = proto::GetRequest {
+                        namespace: namespace.clone(),
+                        key: key.clone(),
+                        consistency,
+                        session: session.map(SessionState::to_proto),
+                    };
+                    async move {
+                        Ok(KvClient::new(channel)
+                            .get(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        let meta = observe(session, reply.header)?;
+        let entry = reply.found.then(|| Entry {
+            key,
+            value: reply.value,
+            version: reply.version.map(Version::from_proto).unwrap_or_default(),
+        });
+        Ok(GetOutput { entry, meta })
+    }
+
+    pub(crate) async fn put_in(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        opts: &CallOptions,
+        session: Option<&SessionState>,
+    ) -> Result<PutOutput, Error> {
+        let namespace = self.namespace_of(opts);
+        let consistency = opts.consistency.map(|c| c.to_proto());
+        let id = self.next_request_id();
+        let reply = self
+            .call(
+                CallKind::IdempotentWrite,
+                self.deadline_of(opts),
+                |channel, remaining| {
+                    let req = proto::PutRequest {
+                        namespace: namespace.clone(),
+                        key: key.clone(),
+                        value: value.clone(),
+                        request_id: Some(id),
+                        consistency,
+                        session: session.map(SessionState::to_proto),
+                        context: Bytes::new(),
+                    };
+                    async move {
+                        Ok(KvClient::new(channel)
+                            .put(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        let meta = observe(session, reply.header)?;
+        Ok(PutOutput {
+            version: reply.version.map(Version::from_proto).unwrap_or_default(),
+            meta,
+        })
+    }
+
+    pub(crate) async fn delete_in(
+        &self,
+        key: Bytes,
+        opts: &CallOptions,
+        session: Option<&SessionState>,
+    ) -> Result<DeleteOutput, Error> {
+        let namespace = self.namespace_of(opts);
+        let consistency = opts.consistency.map(|c| c.to_proto());
+        let id = self.next_request_id();
+        let reply = self
+            .call(
+                CallKind::IdempotentWrite,
+                self.deadline_of(opts),
+                |channel, remaining| {
+                    let req = proto::DeleteRequest {
+                        namespace: namespace.clone(),
+                        key: key.clone(),
+                        request_id: Some(id),
+                        consistency,
+                        session: session.map(SessionState::to_proto),
+                        context: Bytes::new(),
+                    };
+                    async move {
+                        Ok(KvClient::new(channel)
+                            .delete(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        let meta = observe(session, reply.header)?;
+        Ok(DeleteOutput {
+            existed: reply.existed,
+            version: reply.version.map(Version::from_proto),
+            meta,
+        })
+    }
+
+    pub(crate) async fn cas_in(
+        &self,
+        key: Bytes,
+        condition: Condition,
+        action: CasAction,
+        opts: &CallOptions,
+        session: Option<&SessionState>,
+    ) -> Result<CasOutput, Error> {
+        let namespace = self.namespace_of(opts);
+        let consistency = opts.consistency.map(|c| c.to_proto());
+        let condition = condition.to_proto();
+        let (new_value, delete) = match action {
+            CasAction::Set(v) => (v, false),
+            CasAction::Delete => (Bytes::new(), true),
+        };
+        let id = self.next_request_id();
+        let reply = self
+            .call(
+                CallKind::IdempotentWrite,
+                self.deadline_of(opts),
+                |channel, remaining| {
+                    let req = proto::CompareAndSetRequest {
+                        namespace: namespace.clone(),
+                        key: key.clone(),
+                        condition: Some(condition.clone()),
+                        new_value: new_value.clone(),
+                        delete,
+                        request_id: Some(id),
+                        consistency,
+                        session: session.map(SessionState::to_proto),
+                    };
+                    async move {
+                        Ok(KvClient::new(channel)
+                            .compare_and_set(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        let meta = observe(session, reply.header)?;
+        let current = if reply.succeeded || !reply.found {
+            None
+        } else {
+            reply.current.map(Entry::from_proto)
+        };
+        Ok(CasOutput {
+            succeeded: reply.succeeded,
+            version: reply
+                .succeeded
+                .then(|| reply.version.map(Version::from_proto))
+                .flatten(),
+            current,
+            meta,
+        })
+    }
+
+    pub(crate) async fn scan_in(
+        &self,
+        range: &ScanRange,
+        continuation: Option<Bytes>,
+        opts: &CallOptions,
+        session: Option<&SessionState>,
+    ) -> Result<ScanPage, Error> {
+        let namespace = self.namespace_of(opts);
+        let consistency = opts.consistency.map(|c| c.to_proto());
+        let reply = self
+            .call(
+                CallKind::Read,
+                self.deadline_of(opts),
+                |channel, remaining| {
+                    let req = proto::ScanRequest {
+                        namespace: namespace.clone(),
+                        start_key: range.start.clone(),
+                        end_key: range.end.clone(),
+                        limit: range.limit,
+                        continuation: continuation.clone().unwrap_or_default(),
+                        consistency,
+                        session: session.map(SessionState::to_proto),
+                    };
+                    async move {
+                        Ok(KvClient::new(channel)
+                            .scan(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        let meta = observe(session, reply.header)?;
+        Ok(ScanPage {
+            items: reply.items.into_iter().map(Entry::from_proto).collect(),
+            continuation: (!reply.continuation.is_empty()).then_some(reply.continuation),
+            meta,
+        })
+    }
+
+    // ---- namespace administration ----------------------------------------------------
+
+    /// Creates a namespace. ALREADY_EXISTS (`NAMESPACE_EXISTS`) when the name is taken.
+    pub async fn create_namespace(&self, spec: &NamespaceSpec) -> Result<NamespaceInfo, Error> {
+        let spec = spec.to_proto();
+        let reply = self
+            .call(
+                CallKind::Write,
+                self.deadline_of(&CallOptions::default()),
+                |channel, remaining| {
+                    let req = proto::CreateNamespaceRequest {
+                        spec: Some(spec.clone()),
+                    };
+                    async move {
+                        Ok(NamespacesClient::new(channel)
+                            .create_namespace(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        namespace_info(reply.namespace)
+    }
+
+    /// Lists every namespace in name order.
+    pub async fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>, Error> {
+        let reply = self
+            .call(
+                CallKind::Read,
+                self.deadline_of(&CallOptions::default()),
+                |channel, remaining| async move {
+                    Ok(NamespacesClient::new(channel)
+                        .list_namespaces(request(proto::ListNamespacesRequest {}, remaining))
+                        .await?
+                        .into_inner())
+                },
+            )
+            .await?;
+        reply
+            .namespaces
+            .into_iter()
+            .map(NamespaceInfo::from_proto)
+            .collect()
+    }
+
+    /// Describes one namespace. NOT_FOUND (`NAMESPACE_NOT_FOUND`) when there is none.
+    pub async fn describe_namespace(&self, name: &str) -> Result<NamespaceInfo, Error> {
+        let reply = self
+            .call(
+                CallKind::Read,
+                self.deadline_of(&CallOptions::default()),
+                |channel, remaining| {
+                    let req = proto::DescribeNamespaceRequest {
+                        name: name.to_string(),
+                    };
+                    async move {
+                        Ok(NamespacesClient::new(channel)
+                            .describe_namespace(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        namespace_info(reply.namespace)
+    }
+
+    /// Drops a namespace and all its keys. NOT_FOUND when there is none; the `default`
+    /// namespace cannot be dropped (FAILED_PRECONDITION, `DEFAULT_NAMESPACE`).
+    pub async fn drop_namespace(&self, name: &str) -> Result<(), Error> {
+        self.call(
+            CallKind::Write,
+            self.deadline_of(&CallOptions::default()),
+            |channel, remaining| {
+                let req = proto::DropNamespaceRequest {
+                    name: name.to_string(),
+                };
+                async move {
+                    Ok(NamespacesClient::new(channel)
+                        .drop_namespace(request(req, remaining))
+                        .await?
+                        .into_inner())
+                }
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Reads a response header, merging its token into the session if there is one.
+fn observe(
+    session: Option<&SessionState>,
+    header: Option<proto::ResponseHeader>,
+) -> Result<ResponseMeta, Error> {
+    let meta = ResponseMeta::from_proto(header)?;
+    if let Some(session) = session {
+        session.merge(&meta.session_token);
+    }
+    Ok(meta)
+}
+
+fn namespace_info(info: Option<proto::NamespaceInfo>) -> Result<NamespaceInfo, Error> {
+    NamespaceInfo::from_proto(
+        info.ok_or_else(|| Error::UnexpectedResponse("namespace info missing".into()))?,
+    )
+}
+
+/// Streams every key of `range`, a page at a time, through `session` if given.
+pub(crate) fn scan_stream(
+    client: Client,
+    range: ScanRange,
+    opts: CallOptions,
+    session: Option<Arc<SessionState>>,
+) -> impl Stream<Item = Result<Entry, Error>> + Send + 'static {
+    // The state is the continuation of the next page; `None` once the range is done.
+    futures::stream::try_unfold(Some(None::<Bytes>), move |next| {
+        let client = client.clone();
+        let range = range.clone();
+        let opts = opts.clone();
+        let session = session.clone();
+        async move {
+            let Some(continuation) = next else {
+                return Ok(None);
+            };
+            let page = client
+                .scan_in(&range, continuation, &opts, session.as_deref())
+                .await?;
+            let next = page.continuation.map(Some);
+            Ok::<_, Error>(Some((page.items, next)))
+        }
+    })
+    .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
+    .try_flatten()
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_take_host_port_or_a_uri() {
+        assert_eq!(
+            parse_endpoint("127.0.0.1:7401")
+                .expect("valid")
+                .uri()
+                .to_string(),
+            "http://127.0.0.1:7401/"
+        );
+        assert_eq!(
+            parse_endpoint("http://db1:7401")
+                .expect("valid")
+                .uri()
+                .to_string(),
+            "http://db1:7401/"
+        );
+        assert!(matches!(
+            parse_endpoint(""),
+            Err(Error::InvalidEndpoint { .. })
+        ));
+        assert!(matches!(
+            parse_endpoint("bad host:1"),
+            Err(Error::InvalidEndpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_needs_an_endpoint() {
+        assert!(matches!(
+            Client::connect(Vec::<String>::new()),
+            Err(Error::NoEndpoints)
+        ));
+    }
+
+    #[test]
+    fn request_ids_are_fresh_per_call_and_share_the_client_id() {
+        let client = Client::connect(["127.0.0.1:1"]).expect("valid");
+        let clone = client.clone();
+        let a = client.next_request_id();
+        let b = clone.next_request_id();
+        assert_eq!(a.client_id, b.client_id);
+        assert_ne!(a.client_id, 0);
+        assert_eq!((a.seq, b.seq), (1, 2));
+        let other = Client::connect(["127.0.0.1:1"]).expect("valid");
+        assert_ne!(other.client_id(), client.client_id());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable_and_not_indeterminate() {
+        // Nothing listens on port 1: every attempt fails to connect, so the write was never
+        // sent and the failure is definite.
+        let client = Client::builder()
+            .endpoints(["127.0.0.1:1"])
+            .retry_attempts(2)
+            .timeout(Duration::from_secs(3))
+            .build()
+            .expect("valid");
+        let err = client.put("k", "v").await.expect_err("nothing listens");
+        assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+        assert!(
+            err.status().is_some_and(ErrorStatus::is_connect_failure),
+            "{err:?}"
+        );
+        let err = client.get("k").await.expect_err("nothing listens");
+        assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    }
+}
