@@ -1,0 +1,737 @@
+//! `dialctl`: the command line over [`crate::Client`]. Parsing ([`Cli`]), running
+//! ([`run`]) and output ([`output`]) live here, in the library, so they can be unit-tested;
+//! `src/bin/dialctl.rs` only calls [`main`].
+//!
+//! Output is stable for scripts and tests. Text output prints a `get`'s value bytes raw, with
+//! nothing added (as `etcdctl get --print-value-only`, minus the newline); `--output json`
+//! prints one JSON object per command on one line. Exit codes: [`EXIT_OK`],
+//! [`EXIT_CONDITION`] (key not found for `get`, condition failed for `cas`), [`EXIT_USAGE`]
+//! (clap's own code for usage errors), [`EXIT_ERROR`] (the server or the connection failed;
+//! the error, e.g. `INVALID_ARGUMENT key: 5000 bytes is over the limit of 4096 bytes`, is
+//! printed on stderr after `dialctl: `).
+
+pub mod output;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    CallOptions, CasAction, Client, Condition, ConflictPolicy, Consistency, Error, Level,
+    NamespaceSpec, Protocol, ScanRange, Session, SessionGuarantees,
+};
+use output::{Format, Printer};
+
+/// Success.
+pub const EXIT_OK: i32 = 0;
+/// `get`: the key does not exist; `cas`: the condition did not hold.
+pub const EXIT_CONDITION: i32 = 1;
+/// The command line is wrong (clap exits with this code too).
+pub const EXIT_USAGE: i32 = 2;
+/// The server refused the request or could not be reached.
+pub const EXIT_ERROR: i32 = 3;
+
+/// The endpoint used when neither `--endpoints` nor `DIALKV_ENDPOINTS` names one.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7401";
+
+/// dialctl: read, write and administer a dialkv cluster.
+#[derive(Debug, Parser)]
+#[command(name = "dialctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Comma-separated server endpoints (`host:port` or `http://host:port`).
+    #[arg(long, global = true, env = "DIALKV_ENDPOINTS", value_delimiter = ',', default_value = DEFAULT_ENDPOINT)]
+    pub endpoints: Vec<String>,
+    /// The namespace of data commands.
+    #[arg(long, short = 'n', global = true, default_value = crate::client::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The consistency level of data commands (the namespace default, linearizable, if unset).
+    #[arg(long, global = true, value_enum)]
+    pub consistency: Option<LevelArg>,
+    /// For bounded-staleness: the largest staleness accepted, in milliseconds.
+    #[arg(long, global = true, value_name = "N")]
+    pub max_staleness_ms: Option<u64>,
+    /// The per-call timeout in seconds (retries included); fractions allowed.
+    #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// Run the command in this session (a token printed by an earlier `--output json` run),
+    /// with all four session guarantees.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub session_token: Option<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A consistency level as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LevelArg {
+    /// LINEARIZABLE.
+    Linearizable,
+    /// SEQUENTIAL.
+    Sequential,
+    /// CAUSAL.
+    Causal,
+    /// BOUNDED_STALENESS (needs --max-staleness-ms).
+    BoundedStaleness,
+    /// EVENTUAL.
+    Eventual,
+}
+
+impl From<LevelArg> for Level {
+    fn from(l: LevelArg) -> Level {
+        match l {
+            LevelArg::Linearizable => Level::Linearizable,
+            LevelArg::Sequential => Level::Sequential,
+            LevelArg::Causal => Level::Causal,
+            LevelArg::BoundedStaleness => Level::BoundedStaleness,
+            LevelArg::Eventual => Level::Eventual,
+        }
+    }
+}
+
+/// A dialctl command.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum Command {
+    /// Print a key's value (exit 1 when the key does not exist).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Write a key; the value is read from stdin when omitted.
+    Put {
+        /// The key.
+        key: String,
+        /// The value (stdin when omitted).
+        value: Option<String>,
+    },
+    /// Delete a key (prints 1 if it existed, else 0).
+    #[command(alias = "delete")]
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// List keys in [start, end), in key order.
+    Scan(ScanArgs),
+    /// Compare-and-set: change a key only if a condition holds (exit 1 when it does not).
+    Cas(CasArgs),
+    /// Namespace administration.
+    #[command(subcommand)]
+    Ns(NsCommand),
+}
+
+/// Arguments of `scan`.
+#[derive(Debug, Args, PartialEq, Eq)]
+pub struct ScanArgs {
+    /// The first key, inclusive (default: the first key).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// The end key, exclusive (default: the end of the namespace).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// The most keys to print (one page; with --all, the page size), 1..=10000.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Follow continuations and print every key of the range.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Arguments of `cas`.
+#[derive(Debug, Args, PartialEq, Eq)]
+#[command(group(clap::ArgGroup::new("condition").required(true).args(["expect_revision", "expect_value", "expect_absent"])))]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["value", "delete"])))]
+pub struct CasArgs {
+    /// The key.
+    pub key: String,
+    /// Condition: the key exists at this revision.
+    #[arg(long, value_name = "R")]
+    pub expect_revision: Option<u64>,
+    /// Condition: the key exists with exactly this value.
+    #[arg(long, value_name = "V")]
+    pub expect_value: Option<String>,
+    /// Condition: the key does not exist.
+    #[arg(long)]
+    pub expect_absent: bool,
+    /// Action: write this value.
+    #[arg(long, value_name = "V")]
+    pub value: Option<String>,
+    /// Action: delete the key.
+    #[arg(long)]
+    pub delete: bool,
+}
+
+impl CasArgs {
+    /// The condition asked for.
+    pub fn condition(&self) -> Condition {
+        match (&self.expect_revision, &self.expect_value) {
+            (Some(r), _) => Condition::RevisionEquals(*r),
+            (None, Some(v)) => Condition::ValueEquals(Bytes::from(v.clone())),
+            (None, None) => Condition::Absent,
+        }
+    }
+
+    /// The action asked for.
+    pub fn action(&self) -> CasAction {
+        match &self.value {
+            Some(v) => CasAction::Set(Bytes::from(v.clone())),
+            None => CasAction::Delete,
+        }
+    }
+}
+
+/// A `ns` subcommand.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum NsCommand {
+    /// Create a namespace.
+    Create {
+        /// The name: [a-z0-9_-]{1,64}.
+        name: String,
+        /// The replication protocol.
+        #[arg(long, value_enum)]
+        protocol: Option<ProtocolArg>,
+        /// The replica count N (default: the cluster size).
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// Quorum namespaces: the default write quorum W.
+        #[arg(long)]
+        w: Option<u32>,
+        /// Quorum namespaces: the default read quorum R.
+        #[arg(long)]
+        r: Option<u32>,
+        /// Quorum namespaces: the conflict policy.
+        #[arg(long, value_enum)]
+        conflicts: Option<ConflictsArg>,
+    },
+    /// List namespaces (text: one name per line).
+    List,
+    /// Describe a namespace.
+    Describe {
+        /// The name.
+        name: String,
+    },
+    /// Drop a namespace and all its keys.
+    Drop {
+        /// The name.
+        name: String,
+    },
+}
+
+/// A protocol as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// Primary-backup (Raft).
+    PrimaryBackup,
+    /// Leaderless quorums.
+    Quorum,
+}
+
+/// A conflict policy as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConflictsArg {
+    /// Last writer wins.
+    Lww,
+    /// Keep concurrent values as siblings.
+    Siblings,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{s} is not in (0, 86400] seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Cli {
+    /// Parses and checks arguments, as clap's `try_parse_from` does plus the checks clap
+    /// cannot express.
+    pub fn try_parse_checked<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        cli.check()?;
+        Ok(cli)
+    }
+
+    /// The checks across options that clap cannot express.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let usage = |msg: &str| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg);
+        if self.consistency == Some(LevelArg::BoundedStaleness) && self.max_staleness_ms.is_none() {
+            return Err(usage(
+                "--consistency bounded-staleness needs --max-staleness-ms",
+            ));
+        }
+        if self.max_staleness_ms.is_some()
+            && self
+                .consistency
+                .is_some_and(|c| c != LevelArg::BoundedStaleness)
+        {
+            return Err(usage(
+                "--max-staleness-ms applies to --consistency bounded-staleness only",
+            ));
+        }
+        if self.endpoints.iter().all(|e| e.trim().is_empty()) {
+            return Err(usage("--endpoints names no endpoint"));
+        }
+        if let Command::Scan(ScanArgs { limit: Some(0), .. }) = self.command {
+            return Err(usage("--limit must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The consistency asked for; `--max-staleness-ms` alone implies bounded-staleness.
+    pub fn consistency(&self) -> Option<Consistency> {
+        match (self.consistency, self.max_staleness_ms) {
+            (None, None) => None,
+            (level, ms) => Some(Consistency {
+                level: level.map_or(Level::BoundedStaleness, Level::from),
+                max_staleness: ms.map(Duration::from_millis),
+                ..Consistency::default()
+            }),
+        }
+    }
+
+    /// The per-call options of data commands.
+    pub fn call_options(&self) -> CallOptions {
+        CallOptions {
+            namespace: Some(self.namespace.clone()),
+            consistency: self.consistency(),
+            timeout: Some(self.timeout),
+            deadline: None,
+        }
+    }
+
+    /// The client these arguments describe.
+    pub fn client(&self) -> Result<Client, Error> {
+        Client::builder()
+            .endpoints(
+                self.endpoints
+                    .iter()
+                    .filter(|e| !e.trim().is_empty())
+                    .cloned(),
+            )
+            .namespace(self.namespace.clone())
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(2)))
+            .build()
+    }
+}
+
+/// Runs `dialctl` with the process's arguments and returns its exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse_checked(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dialctl: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut printer = Printer::new(cli.output, stdout.lock());
+    let code = match runtime.block_on(run(&cli, &mut printer)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dialctl: {e}");
+            EXIT_ERROR
+        }
+    };
+    if let Err(e) = printer.flush() {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("dialctl: cannot write the output: {e}");
+            return EXIT_ERROR;
+        }
+    }
+    code
+}
+
+/// What a command failed with: a client error, or reading stdin / writing stdout.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The client call failed.
+    #[error(transparent)]
+    Client(#[from] Error),
+    /// Reading stdin or writing stdout failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs one parsed command, printing its result; returns the exit code.
+pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunError> {
+    let client = cli.client()?;
+    let session = match &cli.session_token {
+        Some(text) => Some(Session::resume_with(
+            &client,
+            text,
+            SessionGuarantees::all(),
+        )?),
+        None => None,
+    };
+    let opts = cli.call_options();
+    let s = session.as_ref();
+    match &cli.command {
+        Command::Get { key } => {
+            let got = match s {
+                Some(s) => s.get_with(key, &opts).await?,
+                None => client.get_with(key, &opts).await?,
+            };
+            let found = got.entry.is_some();
+            out.get(key.as_bytes(), &got, s)?;
+            Ok(if found { EXIT_OK } else { EXIT_CONDITION })
+        }
+        Command::Put { key, value } => {
+            let value = match value {
+                Some(v) => Bytes::from(v.clone()),
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf)?;
+                    Bytes::from(buf)
+                }
+            };
+            let put = match s {
+                Some(s) => s.put_with(key, value, &opts).await?,
+                None => client.put_with(key, value, &opts).await?,
+            };
+            out.put(key.as_bytes(), &put, s)?;
+            Ok(EXIT_OK)
+        }
+        Command::Del { key } => {
+            let del = match s {
+                Some(s) => s.delete_with(key, &opts).await?,
+                None => client.delete_with(key, &opts).await?,
+            };
+            out.delete(key.as_bytes(), &del, s)?;
+            Ok(EXIT_OK)
+        }
+        Command::Scan(args) => {
+            let range = ScanRange {
+                start: Bytes::from(args.start.clone().unwrap_or_default()),
+                end: Bytes::from(args.end.clone().unwrap_or_default()),
+                limit: args.limit.unwrap_or(0),
+            };
+            // With --all, follow continuations here (rather than `scan_all`) to keep the
+            // last page's header for the output.
+            let mut items = Vec::new();
+            let mut continuation = None;
+            loop {
+                let page = match s {
+                    Some(s) => s.scan(&range, continuation, &opts).await?,
+                    None => client.scan(&range, continuation, &opts).await?,
+                };
+                items.extend(page.items);
+                continuation = page.continuation;
+                if !args.all || continuation.is_none() {
+                    out.scan(&items, continuation.is_some(), Some(&page.meta), s)?;
+                    break;
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Cas(args) => {
+            let (condition, action) = (args.condition(), args.action());
+            let cas = match s {
+                Some(s) => {
+                    s.compare_and_set_with(&args.key, condition, action, &opts)
+                        .await?
+                }
+                None => {
+                    client
+                        .compare_and_set_with(&args.key, condition, action, &opts)
+                        .await?
+                }
+            };
+            out.cas(args.key.as_bytes(), &cas, s)?;
+            Ok(if cas.succeeded {
+                EXIT_OK
+            } else {
+                EXIT_CONDITION
+            })
+        }
+        Command::Ns(ns) => {
+            match ns {
+                NsCommand::Create {
+                    name,
+                    protocol,
+                    replicas,
+                    w,
+                    r,
+                    conflicts,
+                } => {
+                    let spec = NamespaceSpec {
+                        name: name.clone(),
+                        protocol: protocol.map(|p| match p {
+                            ProtocolArg::PrimaryBackup => Protocol::PrimaryBackup,
+                            ProtocolArg::Quorum => Protocol::Quorum,
+                        }),
+                        replicas: *replicas,
+                        write_quorum: *w,
+                        read_quorum: *r,
+                        conflicts: conflicts.map(|c| match c {
+                            ConflictsArg::Lww => ConflictPolicy::Lww,
+                            ConflictsArg::Siblings => ConflictPolicy::Siblings,
+                        }),
+                    };
+                    let info = client.create_namespace(&spec).await?;
+                    out.namespace(&info)?;
+                }
+                NsCommand::List => {
+                    let list = client.list_namespaces().await?;
+                    out.namespaces(&list)?;
+                }
+                NsCommand::Describe { name } => {
+                    let info = client.describe_namespace(name).await?;
+                    out.namespace(&info)?;
+                }
+                NsCommand::Drop { name } => {
+                    client.drop_namespace(name).await?;
+                    out.dropped(name)?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_checked(std::iter::once("dialctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn globals_have_defaults_and_may_follow_the_command() {
+        let cli = parse(&["get", "k"]).expect("valid");
+        assert_eq!(cli.namespace, "default");
+        assert_eq!(cli.timeout, Duration::from_secs(5));
+        assert_eq!(cli.output, Format::Text);
+        assert_eq!(cli.consistency(), None);
+        assert_eq!(cli.command, Command::Get { key: "k".into() });
+        if std::env::var_os("DIALKV_ENDPOINTS").is_none() {
+            assert_eq!(cli.endpoints, vec![DEFAULT_ENDPOINT.to_string()]);
+        }
+
+        let cli = parse(&[
+            "--endpoints",
+            "a:1,http://b:2",
+            "get",
+            "k",
+            "--output",
+            "json",
+            "-n",
+            "ns1",
+            "--timeout",
+            "0.5",
+        ])
+        .expect("valid");
+        assert_eq!(
+            cli.endpoints,
+            vec!["a:1".to_string(), "http://b:2".to_string()]
+        );
+        assert_eq!(cli.output, Format::Json);
+        assert_eq!(cli.namespace, "ns1");
+        assert_eq!(cli.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn consistency_and_staleness() {
+        let cli = parse(&[
+            "--consistency",
+            "bounded-staleness",
+            "--max-staleness-ms",
+            "250",
+            "get",
+            "k",
+        ])
+        .expect("valid");
+        assert_eq!(
+            cli.consistency(),
+            Some(Consistency::bounded_staleness(Duration::from_millis(250)))
+        );
+        let cli = parse(&["--consistency", "eventual", "get", "k"]).expect("valid");
+        assert_eq!(cli.consistency(), Some(Consistency::eventual()));
+        let cli = parse(&["--max-staleness-ms", "9", "get", "k"]).expect("valid");
+        assert_eq!(
+            cli.consistency().map(|c| c.level),
+            Some(Level::BoundedStaleness)
+        );
+        for bad in [
+            &["--consistency", "bounded-staleness", "get", "k"][..],
+            &[
+                "--consistency",
+                "causal",
+                "--max-staleness-ms",
+                "1",
+                "get",
+                "k",
+            ][..],
+            &["--consistency", "strong", "get", "k"][..],
+            &["--timeout", "0", "get", "k"][..],
+            &["--timeout", "soon", "get", "k"][..],
+        ] {
+            let err = parse(bad).expect_err("usage error");
+            assert_eq!(err.exit_code(), EXIT_USAGE, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn put_value_is_optional() {
+        let cli = parse(&["put", "k", "v"]).expect("valid");
+        assert_eq!(
+            cli.command,
+            Command::Put {
+                key: "k".into(),
+                value: Some("v".into())
+            }
+        );
+        let cli = parse(&["put", "k"]).expect("valid");
+        assert_eq!(
+            cli.command,
+            Command::Put {
+                key: "k".into(),
+                value: None
+            }
+        );
+        assert_eq!(
+            parse(&["put"]).expect_err("key needed").exit_code(),
+            EXIT_USAGE
+        );
+    }
+
+    #[test]
+    fn scan_arguments() {
+        let cli = parse(&[
+            "scan", "--start", "a", "--end", "m", "--limit", "10", "--all",
+        ])
+        .expect("valid");
+        assert_eq!(
+            cli.command,
+            Command::Scan(ScanArgs {
+                start: Some("a".into()),
+                end: Some("m".into()),
+                limit: Some(10),
+                all: true
+            })
+        );
+        assert!(parse(&["scan", "--limit", "0"]).is_err());
+    }
+
+    #[test]
+    fn cas_needs_one_condition_and_one_action() {
+        let cli = parse(&["cas", "k", "--expect-revision", "7", "--value", "v"]).expect("valid");
+        let Command::Cas(args) = &cli.command else {
+            panic!("cas")
+        };
+        assert_eq!(args.condition(), Condition::RevisionEquals(7));
+        assert_eq!(args.action(), CasAction::Set(Bytes::from_static(b"v")));
+        let cli = parse(&["cas", "k", "--expect-absent", "--value", "v"]).expect("valid");
+        let Command::Cas(args) = &cli.command else {
+            panic!("cas")
+        };
+        assert_eq!(args.condition(), Condition::Absent);
+        let cli = parse(&["cas", "k", "--expect-value", "old", "--delete"]).expect("valid");
+        let Command::Cas(args) = &cli.command else {
+            panic!("cas")
+        };
+        assert_eq!(
+            args.condition(),
+            Condition::ValueEquals(Bytes::from_static(b"old"))
+        );
+        assert_eq!(args.action(), CasAction::Delete);
+        for bad in [
+            &["cas", "k", "--value", "v"][..],
+            &["cas", "k", "--expect-absent"][..],
+            &[
+                "cas",
+                "k",
+                "--expect-absent",
+                "--expect-revision",
+                "1",
+                "--value",
+                "v",
+            ][..],
+            &["cas", "k", "--expect-absent", "--value", "v", "--delete"][..],
+        ] {
+            assert_eq!(
+                parse(bad).expect_err("usage").exit_code(),
+                EXIT_USAGE,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_commands() {
+        let cli = parse(&[
+            "ns",
+            "create",
+            "orders",
+            "--protocol",
+            "quorum",
+            "--replicas",
+            "3",
+            "--w",
+            "2",
+            "--r",
+            "2",
+            "--conflicts",
+            "siblings",
+        ])
+        .expect("valid");
+        assert_eq!(
+            cli.command,
+            Command::Ns(NsCommand::Create {
+                name: "orders".into(),
+                protocol: Some(ProtocolArg::Quorum),
+                replicas: Some(3),
+                w: Some(2),
+                r: Some(2),
+                conflicts: Some(ConflictsArg::Siblings),
+            })
+        );
+        assert_eq!(
+            parse(&["ns", "list"]).expect("valid").command,
+            Command::Ns(NsCommand::List)
+        );
+        assert_eq!(
+            parse(&["ns", "describe", "x"]).expect("valid").command,
+            Command::Ns(NsCommand::Describe { name: "x".into() })
+        );
+        assert_eq!(
+            parse(&["ns", "drop", "x"]).expect("valid").command,
+            Command::Ns(NsCommand::Drop { name: "x".into() })
+        );
+        assert!(parse(&["ns", "create", "x", "--protocol", "paxos"]).is_err());
+    }
+
+    #[test]
+    fn session_token_is_global() {
+        let cli = parse(&["get", "k", "--session-token", "AQ"]).expect("valid");
+        assert_eq!(cli.session_token.as_deref(), Some("AQ"));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,410 @@
+//! dialctl's output: text for people and shell pipelines, JSON (one object per line) for
+//! programs. Both are stable: tests and scripts depend on them.
+//!
+//! In JSON, keys and values are strings when they are valid UTF-8; otherwise the field is
+//! replaced by `key_base64` / `value_base64` holding standard (padded) base64. Session tokens
+//! are in their text form (URL-safe base64), ready for `--session-token`.
+
+use std::io::{self, Write};
+
+use base64::Engine as _;
+use clap::ValueEnum;
+use serde_json::{json, Map, Value};
+
+use crate::{
+    CasOutput, DeleteOutput, Entry, GetOutput, NamespaceInfo, PutOutput, ResponseMeta, Session,
+};
+
+/// The output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text: raw values, one item per line.
+    #[default]
+    Text,
+    /// One JSON object per command, on one line.
+    Json,
+}
+
+/// Writes command results in one format.
+#[derive(Debug)]
+pub struct Printer<W: Write> {
+    format: Format,
+    out: W,
+}
+
+/// Adds `name` (or `name_base64`) with `bytes` to a JSON object.
+fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => obj.insert(name.to_string(), Value::from(s)),
+        Err(_) => obj.insert(
+            format!("{name}_base64"),
+            Value::from(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    };
+}
+
+/// The served level and session token of a reply: the session's merged token when the
+/// command ran in a session, else the token the reply carried.
+fn put_meta(obj: &mut Map<String, Value>, meta: Option<&ResponseMeta>, session: Option<&Session>) {
+    obj.insert(
+        "served_level".into(),
+        meta.map_or(Value::Null, |m| Value::from(m.served_level.name())),
+    );
+    let token = match (session, meta) {
+        (Some(s), _) => Value::from(s.token_string()),
+        (None, Some(m)) => Value::from(m.session_token.to_string()),
+        (None, None) => Value::Null,
+    };
+    obj.insert("session_token".into(), token);
+}
+
+fn entry_json(e: &Entry) -> Value {
+    let mut obj = Map::new();
+    put_bytes(&mut obj, "key", &e.key);
+    put_bytes(&mut obj, "value", &e.value);
+    obj.insert("revision".into(), Value::from(e.version.revision));
+    Value::Object(obj)
+}
+
+fn namespace_json(info: &NamespaceInfo) -> Value {
+    let s = &info.spec;
+    json!({
+        "name": s.name,
+        "protocol": s.protocol.unwrap_or_default().name(),
+        "replicas": s.replicas.unwrap_or(0),
+        "write_quorum": s.write_quorum.unwrap_or(0),
+        "read_quorum": s.read_quorum.unwrap_or(0),
+        "conflicts": s.conflicts.map(|c| c.name()),
+        "replica_ids": info.replica_ids,
+        "revision": info.revision,
+    })
+}
+
+/// Text lines for bytes: UTF-8 as is, other bytes replaced (use JSON for exact bytes).
+fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+impl<W: Write> Printer<W> {
+    /// A printer of `format` into `out`.
+    pub fn new(format: Format, out: W) -> Self {
+        Printer { format, out }
+    }
+
+    /// Flushes the output.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// The writer, for tests.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn json(&mut self, obj: Map<String, Value>) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &Value::Object(obj))?;
+        self.out.write_all(b"\n")
+    }
+
+    /// `get`: text prints the value bytes exactly (nothing when absent); JSON prints
+    /// `{key, found, value|value_base64, revision, served_level, session_token}`.
+    pub fn get(
+        &mut self,
+        key: &[u8],
+        got: &GetOutput,
+        session: Option<&Session>,
+    ) -> io::Result<()> {
+        match self.format {
+            Format::Text => match &got.entry {
+                Some(e) => self.out.write_all(&e.value),
+                None => {
+                    eprintln!("dialctl: key {:?} not found", lossy(key));
+                    Ok(())
+                }
+            },
+            Format::Json => {
+                let mut obj = Map::new();
+                put_bytes(&mut obj, "key", key);
+                obj.insert("found".into(), Value::from(got.entry.is_some()));
+                match &got.entry {
+                    Some(e) => {
+                        put_bytes(&mut obj, "value", &e.value);
+                        obj.insert("revision".into(), Value::from(e.version.revision));
+                    }
+                    None => {
+                        obj.insert("value".into(), Value::Null);
+                        obj.insert("revision".into(), Value::Null);
+                    }
+                }
+                put_meta(&mut obj, Some(&got.meta), session);
+                self.json(obj)
+            }
+        }
+    }
+
+    /// `put`: text prints `OK`; JSON `{key, revision, served_level, session_token}`.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        put: &PutOutput,
+        session: Option<&Session>,
+    ) -> io::Result<()> {
+        match self.format {
+            Format::Text => self.out.write_all(b"OK\n"),
+            Format::Json => {
+                let mut obj = Map::new();
+                put_bytes(&mut obj, "key", key);
+                obj.insert("revision".into(), Value::from(put.version.revision));
+                put_meta(&mut obj, Some(&put.meta), session);
+                self.json(obj)
+            }
+        }
+    }
+
+    /// `del`: text prints `1` if the key existed, else `0`; JSON
+    /// `{key, existed, revision, served_level, session_token}`.
+    pub fn delete(
+        &mut self,
+        key: &[u8],
+        del: &DeleteOutput,
+        session: Option<&Session>,
+    ) -> io::Result<()> {
+        match self.format {
+            Format::Text => writeln!(self.out, "{}", u8::from(del.existed)),
+            Format::Json => {
+                let mut obj = Map::new();
+                put_bytes(&mut obj, "key", key);
+                obj.insert("existed".into(), Value::from(del.existed));
+                obj.insert(
+                    "revision".into(),
+                    del.version
+                        .as_ref()
+                        .map_or(Value::Null, |v| Value::from(v.revision)),
+                );
+                put_meta(&mut obj, Some(&del.meta), session);
+                self.json(obj)
+            }
+        }
+    }
+
+    /// `scan`: text prints `key<TAB>value` per line; JSON
+    /// `{items: [{key, value, revision}], more, served_level, session_token}`.
+    pub fn scan(
+        &mut self,
+        items: &[Entry],
+        more: bool,
+        meta: Option<&ResponseMeta>,
+        session: Option<&Session>,
+    ) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                for e in items {
+                    writeln!(self.out, "{}\t{}", lossy(&e.key), lossy(&e.value))?;
+                }
+                if more {
+                    eprintln!(
+                        "dialctl: more keys follow; use --all, or --start after the last key"
+                    );
+                }
+                Ok(())
+            }
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert(
+                    "items".into(),
+                    Value::Array(items.iter().map(entry_json).collect()),
+                );
+                obj.insert("more".into(), Value::from(more));
+                put_meta(&mut obj, meta, session);
+                self.json(obj)
+            }
+        }
+    }
+
+    /// `cas`: text prints `OK` or `FAILED`; JSON
+    /// `{key, succeeded, revision, found, current, served_level, session_token}` where
+    /// `revision` is the new version's and `current` the key's state when the condition failed.
+    pub fn cas(
+        &mut self,
+        key: &[u8],
+        cas: &CasOutput,
+        session: Option<&Session>,
+    ) -> io::Result<()> {
+        match self.format {
+            Format::Text => self
+                .out
+                .write_all(if cas.succeeded { b"OK\n" } else { b"FAILED\n" }),
+            Format::Json => {
+                let mut obj = Map::new();
+                put_bytes(&mut obj, "key", key);
+                obj.insert("succeeded".into(), Value::from(cas.succeeded));
+                obj.insert(
+                    "revision".into(),
+                    cas.version
+                        .as_ref()
+                        .map_or(Value::Null, |v| Value::from(v.revision)),
+                );
+                obj.insert("found".into(), Value::from(cas.current.is_some()));
+                obj.insert(
+                    "current".into(),
+                    cas.current.as_ref().map_or(Value::Null, entry_json),
+                );
+                put_meta(&mut obj, Some(&cas.meta), session);
+                self.json(obj)
+            }
+        }
+    }
+
+    /// `ns create` / `ns describe`: text prints `field: value` lines; JSON one object.
+    pub fn namespace(&mut self, info: &NamespaceInfo) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                let s = &info.spec;
+                let ids: Vec<String> = info.replica_ids.iter().map(u64::to_string).collect();
+                writeln!(self.out, "name: {}", s.name)?;
+                writeln!(
+                    self.out,
+                    "protocol: {}",
+                    s.protocol.unwrap_or_default().name()
+                )?;
+                writeln!(self.out, "replicas: {}", s.replicas.unwrap_or(0))?;
+                if s.protocol == Some(crate::Protocol::Quorum) {
+                    writeln!(self.out, "write_quorum: {}", s.write_quorum.unwrap_or(0))?;
+                    writeln!(self.out, "read_quorum: {}", s.read_quorum.unwrap_or(0))?;
+                    writeln!(
+                        self.out,
+                        "conflicts: {}",
+                        s.conflicts.unwrap_or_default().name()
+                    )?;
+                }
+                writeln!(self.out, "replica_ids: {}", ids.join(","))?;
+                writeln!(self.out, "revision: {}", info.revision)
+            }
+            Format::Json => {
+                serde_json::to_writer(&mut self.out, &namespace_json(info))?;
+                self.out.write_all(b"\n")
+            }
+        }
+    }
+
+    /// `ns list`: text prints one name per line; JSON `{namespaces: [...]}`.
+    pub fn namespaces(&mut self, list: &[NamespaceInfo]) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                for info in list {
+                    writeln!(self.out, "{}", info.spec.name)?;
+                }
+                Ok(())
+            }
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert(
+                    "namespaces".into(),
+                    Value::Array(list.iter().map(namespace_json).collect()),
+                );
+                self.json(obj)
+            }
+        }
+    }
+
+    /// `ns drop`: text prints `OK`; JSON `{name, dropped: true}`.
+    pub fn dropped(&mut self, name: &str) -> io::Result<()> {
+        match self.format {
+            Format::Text => self.out.write_all(b"OK\n"),
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert("name".into(), Value::from(name));
+                obj.insert("dropped".into(), Value::from(true));
+                self.json(obj)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Level, Version};
+    use bytes::Bytes;
+    use dialkv_consistency::session_token::SessionToken;
+
+    fn meta() -> ResponseMeta {
+        let mut token = SessionToken::new();
+        token.observe_write("default", 1, 4);
+        ResponseMeta {
+            served_level: Level::Linearizable,
+            session_token: token,
+            ..ResponseMeta::default()
+        }
+    }
+
+    fn got(value: &'static [u8]) -> GetOutput {
+        GetOutput {
+            entry: Some(Entry {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(value),
+                version: Version {
+                    revision: 4,
+                    context: Bytes::new(),
+                },
+            }),
+            meta: meta(),
+        }
+    }
+
+    fn printed(format: Format, f: impl FnOnce(&mut Printer<Vec<u8>>) -> io::Result<()>) -> Vec<u8> {
+        let mut p = Printer::new(format, Vec::new());
+        f(&mut p).expect("writes to a Vec");
+        p.into_inner()
+    }
+
+    #[test]
+    fn text_get_prints_the_raw_value() {
+        assert_eq!(
+            printed(Format::Text, |p| p.get(b"k", &got(b"v\xff1"), None)),
+            b"v\xff1"
+        );
+    }
+
+    #[test]
+    fn json_get_uses_strings_or_base64() {
+        let out = printed(Format::Json, |p| p.get(b"k", &got(b"hello"), None));
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["key"], "k");
+        assert_eq!(v["value"], "hello");
+        assert_eq!(v["revision"], 4);
+        assert_eq!(v["found"], true);
+        assert_eq!(v["served_level"], "linearizable");
+        assert_eq!(v["session_token"], meta().session_token.to_string());
+        let out = printed(Format::Json, |p| p.get(b"k", &got(b"\xff\x00"), None));
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v.get("value"), None);
+        assert_eq!(v["value_base64"], "/wA=");
+        let absent = GetOutput {
+            entry: None,
+            meta: meta(),
+        };
+        let out = printed(Format::Json, |p| p.get(b"k", &absent, None));
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["found"], false);
+        assert_eq!(v["value"], Value::Null);
+    }
+
+    #[test]
+    fn text_scan_and_delete() {
+        let items = [got(b"1").entry.expect("entry")];
+        assert_eq!(
+            printed(Format::Text, |p| p.scan(&items, false, None, None)),
+            b"k\t1\n"
+        );
+        let del = DeleteOutput {
+            existed: true,
+            version: None,
+            meta: meta(),
+        };
+        assert_eq!(
+            printed(Format::Text, |p| p.delete(b"k", &del, None)),
+            b"1\n"
+        );
+    }
+}
