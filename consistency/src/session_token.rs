@@ -1,0 +1,281 @@
+//! Session tokens: the client-held state of a session (Terry et al., "Session Guarantees for
+//! Weakly Consistent Replicated Data", PDIS 1994).
+//!
+//! Servers keep no session state. A token records, per namespace, the newest revision the
+//! session has read and the newest it has written; a replica serving the session must have
+//! applied at least the revisions the requested guarantees need (read-your-writes: the write
+//! revision; monotonic reads: the read revision; monotonic writes and writes-follow-reads are
+//! met by the primary ordering every write after every earlier one). Tokens merge by taking
+//! the greater revision of each entry, so merging is commutative, associative and idempotent
+//! (a join-semilattice), and a client may merge responses in any order.
+//!
+//! Each entry also carries the namespace's incarnation (its id at creation): a namespace that
+//! was dropped and created again under the same name starts a new incarnation, and entries of
+//! the old one are ignored rather than waited for.
+//!
+//! Binary form (version 1): `0x01`, then per entry `varint(name length) ‖ name ‖
+//! varint(incarnation) ‖ varint(read revision) ‖ varint(write revision)`, entries in name
+//! order. Text form: the binary form in unpadded URL-safe base64, fit for a cookie.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+
+/// The revision counters of one namespace in a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceProgress {
+    /// The namespace's incarnation (its numeric id when created).
+    pub incarnation: u64,
+    /// The newest revision the session has read.
+    pub read: u64,
+    /// The newest revision the session has written.
+    pub write: u64,
+}
+
+/// A session token: progress per namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionToken {
+    entries: BTreeMap<String, NamespaceProgress>,
+}
+
+/// Why bytes or text are not a session token.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// The token's format version is not one this build reads.
+    #[error("unknown session token version {0}")]
+    UnknownVersion(u8),
+    /// The token ends early or has a malformed entry.
+    #[error("malformed session token: {0}")]
+    Malformed(&'static str),
+}
+
+const VERSION: u8 = 1;
+/// Entries past this many are refused when decoding, so a hostile token cannot make a server
+/// allocate without bound.
+pub const MAX_ENTRIES: usize = 4096;
+
+impl SessionToken {
+    /// An empty token: a new session.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the token records nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The progress recorded for `namespace` in its incarnation `incarnation`; zero when the
+    /// token has none or holds an older incarnation.
+    pub fn progress(&self, namespace: &str, incarnation: u64) -> NamespaceProgress {
+        match self.entries.get(namespace) {
+            Some(p) if p.incarnation == incarnation => *p,
+            _ => NamespaceProgress {
+                incarnation,
+                read: 0,
+                write: 0,
+            },
+        }
+    }
+
+    /// Records a read of `namespace` at `revision`.
+    pub fn observe_read(&mut self, namespace: &str, incarnation: u64, revision: u64) {
+        if let Some(e) = self.entry(namespace, incarnation) {
+            e.read = e.read.max(revision);
+        }
+    }
+
+    /// Records a write of `namespace` at `revision`. A write is also read by its writer, so
+    /// the read revision advances too.
+    pub fn observe_write(&mut self, namespace: &str, incarnation: u64, revision: u64) {
+        if let Some(e) = self.entry(namespace, incarnation) {
+            e.write = e.write.max(revision);
+            e.read = e.read.max(revision);
+        }
+    }
+
+    /// The entry of `namespace` in `incarnation`: a newer incarnation replaces an older one,
+    /// and progress in an older one than recorded is dropped (`None`).
+    fn entry(&mut self, namespace: &str, incarnation: u64) -> Option<&mut NamespaceProgress> {
+        let e = self
+            .entries
+            .entry(namespace.to_string())
+            .or_insert(NamespaceProgress {
+                incarnation,
+                read: 0,
+                write: 0,
+            });
+        if incarnation > e.incarnation {
+            *e = NamespaceProgress {
+                incarnation,
+                read: 0,
+                write: 0,
+            };
+        }
+        (e.incarnation == incarnation).then_some(e)
+    }
+
+    /// Merges `other` into `self`: the join of the two tokens.
+    pub fn merge(&mut self, other: &SessionToken) {
+        for (name, p) in &other.entries {
+            let e = self.entries.entry(name.clone()).or_default();
+            if p.incarnation > e.incarnation {
+                *e = *p;
+            } else if p.incarnation == e.incarnation {
+                e.read = e.read.max(p.read);
+                e.write = e.write.max(p.write);
+            }
+        }
+    }
+
+    /// The binary form.
+    pub fn encode(&self) -> Vec<u8> {
+        if self.entries.is_empty() {
+            return Vec::new();
+        }
+        let mut out = vec![VERSION];
+        for (name, p) in &self.entries {
+            put_varint(&mut out, name.len() as u64);
+            out.extend_from_slice(name.as_bytes());
+            put_varint(&mut out, p.incarnation);
+            put_varint(&mut out, p.read);
+            put_varint(&mut out, p.write);
+        }
+        out
+    }
+
+    /// Reads the binary form; empty bytes are the empty token.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TokenError> {
+        let Some((&version, mut rest)) = bytes.split_first() else {
+            return Ok(Self::new());
+        };
+        if version != VERSION {
+            return Err(TokenError::UnknownVersion(version));
+        }
+        let mut entries = BTreeMap::new();
+        while !rest.is_empty() {
+            if entries.len() >= MAX_ENTRIES {
+                return Err(TokenError::Malformed("too many entries"));
+            }
+            let len = take_varint(&mut rest)? as usize;
+            if len > rest.len() {
+                return Err(TokenError::Malformed("name runs past the end"));
+            }
+            let (name, tail) = rest.split_at(len);
+            rest = tail;
+            let name = std::str::from_utf8(name)
+                .map_err(|_| TokenError::Malformed("name is not UTF-8"))?
+                .to_string();
+            let p = NamespaceProgress {
+                incarnation: take_varint(&mut rest)?,
+                read: take_varint(&mut rest)?,
+                write: take_varint(&mut rest)?,
+            };
+            entries.insert(name, p);
+        }
+        Ok(Self { entries })
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(rest: &mut &[u8]) -> Result<u64, TokenError> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&b, tail) = rest
+            .split_first()
+            .ok_or(TokenError::Malformed("varint runs past the end"))?;
+        *rest = tail;
+        v |= u64::from(b & 0x7F) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(TokenError::Malformed("varint longer than 64 bits"))
+}
+
+impl fmt::Display for SessionToken {
+    /// The text form: URL-safe base64 of the binary form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.encode()))
+    }
+}
+
+impl FromStr for SessionToken {
+    type Err = TokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim())
+            .map_err(|_| TokenError::Malformed("not URL-safe base64"))?;
+        Self::decode(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token() -> impl Strategy<Value = SessionToken> {
+        proptest::collection::btree_map(
+            "[a-c]{1,2}",
+            (0u64..3, any::<u64>(), any::<u64>()).prop_map(|(incarnation, read, write)| {
+                NamespaceProgress {
+                    incarnation,
+                    read,
+                    write,
+                }
+            }),
+            0..4,
+        )
+        .prop_map(|entries| SessionToken { entries })
+    }
+
+    proptest! {
+        #[test]
+        fn binary_and_text_forms_round_trip(t in token()) {
+            prop_assert_eq!(SessionToken::decode(&t.encode()).expect("decodes"), t.clone());
+            prop_assert_eq!(t.to_string().parse::<SessionToken>().expect("parses"), t);
+        }
+
+        #[test]
+        fn merge_is_a_join(a in token(), b in token(), c in token()) {
+            let join = |x: &SessionToken, y: &SessionToken| { let mut z = x.clone(); z.merge(y); z };
+            prop_assert_eq!(join(&a, &b), join(&b, &a));
+            prop_assert_eq!(join(&join(&a, &b), &c), join(&a, &join(&b, &c)));
+            prop_assert_eq!(join(&a, &a), a);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = SessionToken::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_newer_incarnation_replaces_an_older_one() {
+        let mut t = SessionToken::new();
+        t.observe_write("ns", 1, 50);
+        t.observe_read("ns", 2, 3);
+        assert_eq!(
+            t.progress("ns", 2),
+            NamespaceProgress {
+                incarnation: 2,
+                read: 3,
+                write: 0
+            }
+        );
+        assert_eq!(t.progress("ns", 1).write, 0);
+        t.observe_write("ns", 1, 99);
+        assert_eq!(t.progress("ns", 2).read, 3);
+    }
+}

@@ -1,0 +1,231 @@
+//! Server configuration: command-line flags, `DIALKV_*` environment variables and a TOML
+//! file, in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::limits::Limits;
+use crate::storage::writer::SyncPolicy;
+
+/// A replica's id, unique within a cluster. Assigned by the operator when it is started.
+pub type ReplicaId = u64;
+
+/// The flags of `dialkv serve`; each can also come from its `DIALKV_*` variable or the file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// This replica's id, unique within the cluster (at least 1).
+    #[arg(long, env = "DIALKV_ID")]
+    pub id: Option<ReplicaId>,
+    /// Address of the gRPC API (port 0 picks a free port, printed on start).
+    #[arg(long, env = "DIALKV_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the replica's data; created if missing.
+    #[arg(long, env = "DIALKV_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the admin HTTP port (`GET /metrics`, `GET /healthz`); off when unset.
+    #[arg(long, env = "DIALKV_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// A TOML file with any of these settings (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "DIALKV_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// When a write is made durable: `always` (an fsync per write) or `batch` (group commit:
+    /// concurrent writes share an fsync). Both sync before acknowledging. Default `always`.
+    #[arg(long, env = "DIALKV_SYNC", value_enum)]
+    pub sync: Option<SyncPolicy>,
+    /// The largest key in bytes (default 4096).
+    #[arg(long, env = "DIALKV_MAX_KEY_BYTES")]
+    pub max_key_bytes: Option<usize>,
+    /// The largest value in bytes (default 1048576).
+    #[arg(long, env = "DIALKV_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// How long a request id is remembered for deduplication, in seconds (default 600).
+    #[arg(long, env = "DIALKV_DEDUP_TTL_SECS")]
+    pub dedup_ttl_secs: Option<u64>,
+    /// How many revisions of history stay readable behind the newest (default 0).
+    #[arg(long, env = "DIALKV_RETAIN_REVISIONS")]
+    pub retain_revisions: Option<u64>,
+    /// The most writes waiting for the storage writer before new ones are refused with
+    /// RESOURCE_EXHAUSTED (default 4096).
+    #[arg(long, env = "DIALKV_WRITE_QUEUE")]
+    pub write_queue: Option<usize>,
+    /// How long a read waits for this replica to catch up with a session token before
+    /// answering UNAVAILABLE / SESSION_BEHIND, in milliseconds (default 1000).
+    #[arg(long, env = "DIALKV_SESSION_WAIT_MS")]
+    pub session_wait_ms: Option<u64>,
+    /// How long shutdown waits for in-flight requests, in milliseconds (default 10000).
+    #[arg(long, env = "DIALKV_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+/// The settings a TOML file may hold.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<ReplicaId>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    admin: Option<SocketAddr>,
+    sync: Option<SyncPolicy>,
+    max_key_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+    dedup_ttl_secs: Option<u64>,
+    retain_revisions: Option<u64>,
+    write_queue: Option<usize>,
+    session_wait_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+/// The resolved configuration of a replica.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica's id.
+    pub id: ReplicaId,
+    /// The gRPC API address.
+    pub listen: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The admin HTTP address, if any.
+    pub admin: Option<SocketAddr>,
+    /// The sync policy.
+    pub sync: SyncPolicy,
+    /// Key and value size limits.
+    pub limits: Limits,
+    /// How long request ids are remembered.
+    pub dedup_ttl: Duration,
+    /// Revisions of history kept readable.
+    pub retain_revisions: u64,
+    /// The write queue's capacity.
+    pub write_queue: usize,
+    /// The longest wait for a session token.
+    pub session_wait: Duration,
+    /// The longest wait for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// The largest key limit a server accepts.
+pub const MAX_KEY_LIMIT: usize = 64 << 10;
+/// The largest value limit a server accepts.
+pub const MAX_VALUE_LIMIT: usize = 64 << 20;
+
+impl Config {
+    /// Resolves flags (and their environment variables) over the file over the defaults.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let id = args
+            .id
+            .or(file.id)
+            .context("--id is required (or DIALKV_ID, or id in the config file)")?;
+        if id == 0 {
+            bail!("--id must be at least 1");
+        }
+        let data_dir = args.data_dir.clone().or(file.data_dir).context(
+            "--data-dir is required (or DIALKV_DATA_DIR, or data_dir in the config file)",
+        )?;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_key_bytes: args
+                .max_key_bytes
+                .or(file.max_key_bytes)
+                .unwrap_or(defaults.max_key_bytes),
+            max_value_bytes: args
+                .max_value_bytes
+                .or(file.max_value_bytes)
+                .unwrap_or(defaults.max_value_bytes),
+        };
+        if !(1..=MAX_KEY_LIMIT).contains(&limits.max_key_bytes) {
+            bail!(
+                "max_key_bytes must be 1 to {MAX_KEY_LIMIT}, not {}",
+                limits.max_key_bytes
+            );
+        }
+        if limits.max_value_bytes > MAX_VALUE_LIMIT {
+            bail!(
+                "max_value_bytes must be at most {MAX_VALUE_LIMIT}, not {}",
+                limits.max_value_bytes
+            );
+        }
+        let write_queue = args.write_queue.or(file.write_queue).unwrap_or(4096);
+        if write_queue == 0 {
+            bail!("write_queue must be at least 1");
+        }
+        Ok(Config {
+            id,
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7401))),
+            data_dir,
+            admin: args.admin.or(file.admin),
+            sync: args.sync.or(file.sync).unwrap_or(SyncPolicy::Always),
+            limits,
+            dedup_ttl: Duration::from_secs(
+                args.dedup_ttl_secs.or(file.dedup_ttl_secs).unwrap_or(600),
+            ),
+            retain_revisions: args.retain_revisions.or(file.retain_revisions).unwrap_or(0),
+            write_queue,
+            session_wait: Duration::from_millis(
+                args.session_wait_ms
+                    .or(file.session_wait_ms)
+                    .unwrap_or(1000),
+            ),
+            shutdown_grace: Duration::from_millis(
+                args.shutdown_grace_ms
+                    .or(file.shutdown_grace_ms)
+                    .unwrap_or(10_000),
+            ),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("dialkv.toml");
+        std::fs::write(
+            &file,
+            "id = 3\ndata_dir = \"/d\"\nsync = \"batch\"\nmax_key_bytes = 100\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            max_key_bytes: Some(200),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).expect("resolves");
+        assert_eq!(c.id, 3);
+        assert_eq!(c.sync, SyncPolicy::Batch);
+        assert_eq!(c.limits.max_key_bytes, 200);
+        assert_eq!(c.limits.max_value_bytes, 1 << 20);
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 7401)));
+        std::fs::write(&file, "id = 3\nbogus = 1\n").expect("write");
+        let err = Config::resolve(&args).expect_err("unknown key");
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn id_and_data_dir_are_required() {
+        assert!(Config::resolve(&ServeArgs::default()).is_err());
+        let args = ServeArgs {
+            id: Some(1),
+            ..Default::default()
+        };
+        assert!(format!("{:#}", Config::resolve(&args).expect_err("no dir")).contains("--data-dir"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The errors the server's services answer with, named by what the caller should do.
+//!
+//! [`status`] is the one table that maps them to gRPC status codes with rich details
+//! (`google.rpc.ErrorInfo` with a stable reason, `BadRequest` naming the field,
+//! `RetryInfo` for retryable errors), as etcd's `rpctypes` does.
+
+use std::time::Duration;
+
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::storage::store::ApplyError;
+use crate::storage::writer::WriteError;
+use crate::storage::StorageError;
+
+/// The `domain` of every `ErrorInfo` the server sends.
+pub const ERROR_DOMAIN: &str = "dialkv";
+
+/// A request failure, as the caller should act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed or over a limit; fix it, do not retry it as is. Nothing was
+    /// written.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        field: String,
+        reason: &'static str,
+        message: String,
+    },
+    /// What the request names does not exist.
+    #[error("{message}")]
+    NotFound {
+        reason: &'static str,
+        message: String,
+    },
+    /// What the request would create exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+    },
+    /// The system is not in a state where the request can work; retrying it as is fails the
+    /// same way.
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    /// The server cannot serve now (overloaded, shutting down, storage failing); retry later,
+    /// perhaps elsewhere. Nothing was written.
+    #[error("{message}")]
+    Unavailable {
+        reason: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// A limit of the server is reached; retry later. Nothing was written.
+    #[error("{message}")]
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl ServiceError {
+    /// An invalid argument naming `field`.
+    pub fn invalid(
+        field: impl Into<String>,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        ServiceError::InvalidArgument {
+            field: field.into(),
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The stable reason string sent in `ErrorInfo`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ServiceError::InvalidArgument { reason, .. }
+            | ServiceError::NotFound { reason, .. }
+            | ServiceError::AlreadyExists { reason, .. }
+            | ServiceError::FailedPrecondition { reason, .. }
+            | ServiceError::Unavailable { reason, .. }
+            | ServiceError::ResourceExhausted { reason, .. } => reason,
+        }
+    }
+}
+
+/// Maps a service error to its gRPC status: the one table of codes.
+pub fn status(err: ServiceError) -> tonic::Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(err.reason(), ERROR_DOMAIN, std::collections::HashMap::new());
+    let (code, message) = match &err {
+        ServiceError::InvalidArgument { field, message, .. } => {
+            details.add_bad_request_violation(field.clone(), message.clone());
+            (tonic::Code::InvalidArgument, err.to_string())
+        }
+        ServiceError::NotFound { .. } => (tonic::Code::NotFound, err.to_string()),
+        ServiceError::AlreadyExists { .. } => (tonic::Code::AlreadyExists, err.to_string()),
+        ServiceError::FailedPrecondition { .. } => {
+            (tonic::Code::FailedPrecondition, err.to_string())
+        }
+        ServiceError::Unavailable { retry_after, .. } => {
+            details.set_retry_info(*retry_after);
+            (tonic::Code::Unavailable, err.to_string())
+        }
+        ServiceError::ResourceExhausted { retry_after, .. } => {
+            details.set_retry_info(*retry_after);
+            (tonic::Code::ResourceExhausted, err.to_string())
+        }
+    };
+    tonic::Status::with_error_details(code, message, details)
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(err: ServiceError) -> Self {
+        status(err)
+    }
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        ServiceError::Unavailable {
+            reason: "STORAGE_FAILURE",
+            message: format!("storage failed: {e}"),
+            retry_after: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+impl From<ApplyError> for ServiceError {
+    fn from(e: ApplyError) -> Self {
+        let message = e.to_string();
+        match e {
+            ApplyError::NamespaceNotFound(_) => ServiceError::NotFound {
+                reason: "NAMESPACE_NOT_FOUND",
+                message,
+            },
+            ApplyError::NamespaceExists(_) => ServiceError::AlreadyExists {
+                reason: "NAMESPACE_EXISTS",
+                message,
+            },
+            ApplyError::DefaultNamespace => ServiceError::FailedPrecondition {
+                reason: "DEFAULT_NAMESPACE",
+                message,
+            },
+            ApplyError::NamespaceIdsExhausted => ServiceError::ResourceExhausted {
+                reason: "NAMESPACE_IDS_EXHAUSTED",
+                message,
+                retry_after: None,
+            },
+            ApplyError::RequestIdReused { .. } => {
+                ServiceError::invalid("request_id", "REQUEST_ID_REUSED", message)
+            }
+            ApplyError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<WriteError> for ServiceError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Apply(e) => e.into(),
+            WriteError::QueueFull(n) => ServiceError::ResourceExhausted {
+                reason: "WRITE_QUEUE_FULL",
+                message: format!("the write queue is full ({n} writes waiting); retry shortly"),
+                retry_after: Some(Duration::from_millis(50)),
+            },
+            WriteError::Stopped => ServiceError::Unavailable {
+                reason: "SHUTTING_DOWN",
+                message: "the server is shutting down".into(),
+                retry_after: Some(Duration::from_millis(100)),
+            },
+        }
+    }
+}

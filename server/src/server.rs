@@ -1,0 +1,184 @@
+//! Starting and stopping a replica: [`run`] serves the gRPC API and the admin HTTP port on
+//! listeners its caller bound, until `shutdown` resolves.
+//!
+//! Taking the listeners and the shutdown future from the caller (as mini-redis's
+//! `server::run` does) lets tests start servers on port 0 and stop them cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use dialkv_proto::v1::{kv_server::KvServer, namespaces_server::NamespacesServer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::limits::MAX_SCAN_PAGE_BYTES;
+use crate::metrics::Metrics;
+use crate::service::kv::KvService;
+use crate::service::namespaces::NamespacesService;
+use crate::service::Node;
+use crate::storage::rocksdb::RocksEngine;
+use crate::storage::store::{Command, Store, StoreOptions};
+use crate::storage::writer::{Writer, WriterOptions};
+
+/// How often expired dedup records are swept.
+const DEDUP_SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// The most concurrent requests one connection may have in flight.
+const CONCURRENCY_PER_CONNECTION: usize = 1024;
+
+/// Serves the replica described by `config` on `listener` (and the admin port on `admin`)
+/// until `shutdown` resolves; then stops taking requests, finishes those in flight (for at
+/// most the configured grace), writes what the writer holds and closes the store.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let engine = RocksEngine::open(&config.data_dir.join("db"))
+        .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+    let store = Arc::new(Store::open(
+        Arc::new(engine),
+        StoreOptions {
+            retain_revisions: config.retain_revisions,
+            default_replicas: 1,
+        },
+    )?);
+    let metrics = Arc::new(Metrics::new());
+    let writer_options = WriterOptions {
+        sync: config.sync,
+        queue_capacity: config.write_queue,
+        ..Default::default()
+    };
+    let (writer, writer_thread) = Writer::start(store.clone(), writer_options, metrics.clone())?;
+    let node = Arc::new(Node {
+        id: config.id,
+        store: store.clone(),
+        writer: writer.clone(),
+        limits: config.limits,
+        metrics: metrics.clone(),
+        session_wait: config.session_wait,
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep_dedup(writer, config.dedup_ttl, stop_rx.clone()));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<KvServer<KvService>>().await;
+    health_reporter
+        .set_serving::<NamespacesServer<NamespacesService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(dialkv_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let max_decode = config.limits.max_decoding_message_bytes();
+    let max_encode = MAX_SCAN_PAGE_BYTES + 2 * config.limits.max_value_bytes + (1 << 20);
+    let kv = KvServer::new(KvService::new(node.clone()))
+        .max_decoding_message_size(max_decode)
+        .max_encoding_message_size(max_encode);
+    let namespaces = NamespacesServer::new(NamespacesService::new(node.clone()))
+        .max_decoding_message_size(max_decode)
+        .max_encoding_message_size(max_encode);
+
+    let api_addr = listener.local_addr()?;
+    let admin_task = match admin {
+        Some(admin) => {
+            let addr = admin.local_addr()?;
+            println!("dialkv: replica {} serving admin HTTP on {addr}", config.id);
+            Some(tokio::spawn(crate::admin::serve(
+                admin,
+                metrics.clone(),
+                wait_stop(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+    println!("dialkv: replica {} serving gRPC on {api_addr}", config.id);
+    tracing::info!(replica = config.id, %api_addr, data_dir = %config.data_dir.display(), "serving");
+
+    // Shutdown: flip the stop flag when the caller's future resolves.
+    let stopper = {
+        let stop_tx = stop_tx.clone();
+        let reporter = health_reporter.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            reporter.set_not_serving::<KvServer<KvService>>().await;
+            let _ = stop_tx.send(true);
+        })
+    };
+    let grace = config.shutdown_grace;
+    // Boxed so that it can be dropped (with the services and their writer handles) before
+    // the writer thread is joined.
+    let mut serve = Box::pin(
+        tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(kv)
+            .add_service(namespaces)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                wait_stop(stop_rx.clone()),
+            ),
+    );
+    let served = tokio::select! {
+        r = &mut serve => r,
+        _ = async {
+            wait_stop(stop_rx.clone()).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "in-flight requests did not finish within the shutdown grace; closing");
+            Ok(())
+        }
+    };
+    stopper.abort();
+    let _ = stop_tx.send(true);
+    drop(serve);
+    let _ = sweeper.await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    drop(node);
+    // The writer thread ends once the last writer handle is gone, after writing its queue.
+    tokio::task::spawn_blocking(move || writer_thread.join()).await?;
+    drop(store);
+    tracing::info!(replica = config.id, "stopped");
+    served.context("serving gRPC")
+}
+
+async fn wait_stop(mut stop: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Removes expired dedup records every [`DEDUP_SWEEP_EVERY`] until stopped.
+async fn sweep_dedup(writer: Writer, ttl: Duration, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(DEDUP_SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = wait_stop(stop);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let before_ms = now.saturating_sub(ttl.as_millis() as u64);
+        match writer.submit(Command::SweepDedup { before_ms }).await {
+            Ok(outcome) => tracing::debug!(?outcome, "swept expired request ids"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired request ids failed"),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The `dialkv.v1.Namespaces` service: create, list, describe and drop namespaces.
+
+use std::sync::Arc;
+
+use dialkv_proto::v1::{self, namespaces_server::Namespaces};
+use tonic::{Request, Response, Status};
+
+use super::Node;
+use crate::error::ServiceError;
+use crate::limits::{check_namespace_name, enum_field};
+use crate::storage::store::{Command, NamespaceMeta, Outcome};
+
+/// The replicas in this cluster. Until replication is configured a node is a cluster of one.
+const CLUSTER_SIZE: u32 = 1;
+
+/// The Namespaces service of one replica.
+#[derive(Clone, Debug)]
+pub struct NamespacesService {
+    node: Arc<Node>,
+}
+
+impl NamespacesService {
+    /// Serves `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn info(&self, meta: NamespaceMeta) -> v1::NamespaceInfo {
+        v1::NamespaceInfo {
+            spec: Some(meta.spec),
+            replica_ids: vec![self.node.id],
+            revision: meta.revision,
+        }
+    }
+
+    /// Validates a spec and fills in its defaults.
+    fn check_spec(spec: Option<v1::NamespaceSpec>) -> Result<v1::NamespaceSpec, ServiceError> {
+        let Some(mut spec) = spec else {
+            return Err(ServiceError::invalid("spec", "SPEC_MISSING", "is required"));
+        };
+        check_namespace_name("spec.name", &spec.name)?;
+        let protocol: v1::Protocol = enum_field("spec.protocol", spec.protocol, "0 to 2")?;
+        let conflicts: v1::ConflictPolicy = enum_field("spec.conflicts", spec.conflicts, "0 to 2")?;
+        if protocol == v1::Protocol::Quorum {
+            return Err(ServiceError::FailedPrecondition {
+                reason: "PROTOCOL_UNAVAILABLE",
+                message: "spec.protocol: QUORUM replication is not available on this server yet; create a PRIMARY_BACKUP namespace".into(),
+            });
+        }
+        spec.protocol = v1::Protocol::PrimaryBackup as i32;
+        for (field, v) in [
+            ("spec.write_quorum", spec.write_quorum),
+            ("spec.read_quorum", spec.read_quorum),
+        ] {
+            if v != 0 {
+                return Err(ServiceError::invalid(
+                    field,
+                    "QUORUM_NOT_APPLICABLE",
+                    "applies to QUORUM namespaces only; leave it 0 for PRIMARY_BACKUP",
+                ));
+            }
+        }
+        if conflicts != v1::ConflictPolicy::Unspecified {
+            return Err(ServiceError::invalid(
+                "spec.conflicts",
+                "CONFLICTS_NOT_APPLICABLE",
+                "applies to QUORUM namespaces only; leave it unspecified for PRIMARY_BACKUP",
+            ));
+        }
+        if spec.replicas == 0 {
+            spec.replicas = CLUSTER_SIZE;
+        }
+        if spec.replicas > CLUSTER_SIZE {
+            return Err(ServiceError::FailedPrecondition {
+                reason: "NOT_ENOUGH_REPLICAS",
+                message: format!(
+                    "spec.replicas: {} is more than the {CLUSTER_SIZE} replica(s) in this cluster",
+                    spec.replicas
+                ),
+            });
+        }
+        Ok(spec)
+    }
+
+    async fn create(
+        &self,
+        req: v1::CreateNamespaceRequest,
+    ) -> Result<v1::CreateNamespaceResponse, ServiceError> {
+        let spec = Self::check_spec(req.spec)?;
+        match self
+            .node
+            .writer
+            .submit(Command::CreateNamespace { spec })
+            .await?
+        {
+            Outcome::Created(meta) => Ok(v1::CreateNamespaceResponse {
+                namespace: Some(self.info(meta)),
+            }),
+            other => unreachable!("a create command has a created outcome: {other:?}"),
+        }
+    }
+
+    async fn describe(
+        &self,
+        req: v1::DescribeNamespaceRequest,
+    ) -> Result<v1::DescribeNamespaceResponse, ServiceError> {
+        let meta = self.node.namespace("name", &req.name)?;
+        Ok(v1::DescribeNamespaceResponse {
+            namespace: Some(self.info(meta)),
+        })
+    }
+
+    async fn drop_namespace(
+        &self,
+        req: v1::DropNamespaceRequest,
+    ) -> Result<v1::DropNamespaceResponse, ServiceError> {
+        check_namespace_name("name", &req.name)?;
+        self.node
+            .writer
+            .submit(Command::DropNamespace { name: req.name })
+            .await?;
+        Ok(v1::DropNamespaceResponse {})
+    }
+}
+
+#[tonic::async_trait]
+impl Namespaces for NamespacesService {
+    async fn create_namespace(
+        &self,
+        request: Request<v1::CreateNamespaceRequest>,
+    ) -> Result<Response<v1::CreateNamespaceResponse>, Status> {
+        self.node
+            .observe("CreateNamespace", self.create(request.into_inner()))
+            .await
+    }
+
+    async fn list_namespaces(
+        &self,
+        _request: Request<v1::ListNamespacesRequest>,
+    ) -> Result<Response<v1::ListNamespacesResponse>, Status> {
+        let list = async {
+            let namespaces = self
+                .node
+                .store
+                .namespaces()
+                .into_iter()
+                .map(|m| self.info(m))
+                .collect();
+            Ok(v1::ListNamespacesResponse { namespaces })
+        };
+        self.node.observe("ListNamespaces", list).await
+    }
+
+    async fn describe_namespace(
+        &self,
+        request: Request<v1::DescribeNamespaceRequest>,
+    ) -> Result<Response<v1::DescribeNamespaceResponse>, Status> {
+        self.node
+            .observe("DescribeNamespace", self.describe(request.into_inner()))
+            .await
+    }
+
+    async fn drop_namespace(
+        &self,
+        request: Request<v1::DropNamespaceRequest>,
+    ) -> Result<Response<v1::DropNamespaceResponse>, Status> {
+        self.node
+            .observe(
+                "DropNamespace",
+                NamespacesService::drop_namespace(self, request.into_inner()),
+            )
+            .await
+    }
+}

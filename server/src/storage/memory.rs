@@ -1,0 +1,80 @@
+//! An in-memory [`Engine`] for unit tests and simulation only: nothing it holds survives the
+//! process, so the server never uses it to serve.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::RwLock;
+
+use super::{BatchOp, Cf, Engine, ReadTier, Result, WriteBatch};
+
+/// One column family's keys and values.
+type Family = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// An engine keeping every column family in a `BTreeMap`.
+#[derive(Debug, Default)]
+pub struct MemoryEngine {
+    cfs: RwLock<BTreeMap<Cf, Family>>,
+}
+
+impl MemoryEngine {
+    /// Creates an empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cfs = self.cfs.read().expect("memory engine lock poisoned");
+        Ok(cfs.get(&cf).and_then(|m| m.get(key).cloned()))
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        _tier: ReadTier,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let cfs = self.cfs.read().expect("memory engine lock poisoned");
+        let Some(map) = cfs.get(&cf) else {
+            return Ok(());
+        };
+        let upper = match end {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        for (k, v) in map.range::<[u8], _>((Bound::Included(start), upper)) {
+            if !visit(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
+        let mut cfs = self.cfs.write().expect("memory engine lock poisoned");
+        for op in batch.ops {
+            match op {
+                BatchOp::Put { cf, key, value } => {
+                    cfs.entry(cf).or_default().insert(key, value);
+                }
+                BatchOp::Delete { cf, key } => {
+                    cfs.entry(cf).or_default().remove(&key);
+                }
+                BatchOp::DeleteRange { cf, start, end } => {
+                    let map = cfs.entry(cf).or_default();
+                    let doomed: Vec<Vec<u8>> = map
+                        .range::<[u8], _>((Bound::Included(&start[..]), Bound::Excluded(&end[..])))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in doomed {
+                        map.remove(&k);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1174 @@
+//! The versioned keyspace: namespaces, multi-version values, revisions and the dedup table.
+//!
+//! Reads go straight to the engine from any thread. Every change goes through
+//! [`Store::apply_group`], called only by the single writer thread: it turns a group of
+//! [`Command`]s into one [`WriteBatch`] (so a group is atomic and costs one fsync), computing
+//! each command's [`Outcome`] against the state left by the commands before it in the group.
+//! The in-memory catalog (namespaces and their latest revisions) changes only after the batch
+//! is durable, through [`Store::install`], so readers never see a revision that a crash could
+//! take back.
+//!
+//! Versions: every mutation of a namespace takes the next revision of that namespace. Older
+//! versions of a key are kept while they are within `retain_revisions` of the newest revision
+//! (a read at a revision inside that window sees the key as it was then) and collected by the
+//! next write of the key after that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use dialkv_proto::v1::NamespaceSpec;
+use prost::Message;
+
+use super::keys::{self, NamespaceId, Revision, StoredValue, MAX_NAMESPACE_ID};
+use super::{Cf, Engine, ReadTier, StorageError, WriteBatch};
+
+/// The name of the namespace every fresh cluster has.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Identifies a request for deduplication: `(client_id, seq)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    /// The client's random id.
+    pub client_id: u64,
+    /// The request's number within the client.
+    pub seq: u64,
+}
+
+/// What a compare-and-set checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// The key exists at exactly this revision.
+    RevisionEquals(Revision),
+    /// The key exists with exactly this value.
+    ValueEquals(Bytes),
+    /// The key does not exist.
+    Absent,
+}
+
+/// A change to the store, applied by the writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Sets `key` to `value`.
+    Put {
+        ns: String,
+        key: Bytes,
+        value: Bytes,
+        request: Option<RequestKey>,
+    },
+    /// Deletes `key`.
+    Delete {
+        ns: String,
+        key: Bytes,
+        request: Option<RequestKey>,
+    },
+    /// Sets (`value = Some`) or deletes (`None`) `key` if `condition` holds.
+    Cas {
+        ns: String,
+        key: Bytes,
+        condition: Condition,
+        value: Option<Bytes>,
+        request: Option<RequestKey>,
+    },
+    /// Creates a namespace with a validated, defaults-filled spec.
+    CreateNamespace { spec: NamespaceSpec },
+    /// Drops a namespace and every key in it.
+    DropNamespace { name: String },
+    /// Removes dedup records applied before `before_ms` (Unix milliseconds).
+    SweepDedup { before_ms: u64 },
+}
+
+/// The current state of a key as a compare-and-set saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Current {
+    /// The value.
+    pub value: Bytes,
+    /// The revision that wrote it.
+    pub revision: Revision,
+}
+
+/// The result of applying a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A put took revision `revision`.
+    Put { revision: Revision },
+    /// A delete took `revision`; `existed` says whether the key was there.
+    Delete { existed: bool, revision: Revision },
+    /// A compare-and-set: on success the revision it took, else the key's current state.
+    Cas {
+        succeeded: bool,
+        revision: Revision,
+        current: Option<Current>,
+    },
+    /// A namespace was created.
+    Created(NamespaceMeta),
+    /// A namespace was dropped.
+    Dropped,
+    /// A dedup sweep removed this many records.
+    Swept(u64),
+}
+
+/// Why a command was refused. Nothing of a refused command is written.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The namespace does not exist.
+    #[error("namespace {0:?} does not exist")]
+    NamespaceNotFound(String),
+    /// A namespace of that name exists.
+    #[error("namespace {0:?} already exists")]
+    NamespaceExists(String),
+    /// The default namespace is permanent.
+    #[error("the {DEFAULT_NAMESPACE:?} namespace cannot be dropped")]
+    DefaultNamespace,
+    /// Every namespace id has been used.
+    #[error("no namespace ids are left ({MAX_NAMESPACE_ID} namespaces have been created)")]
+    NamespaceIdsExhausted,
+    /// A request id was sent again with a different request.
+    #[error(
+        "request_id (client_id {client_id}, seq {seq}) was already used for a different request"
+    )]
+    RequestIdReused { client_id: u64, seq: u64 },
+    /// The engine failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A namespace as the store knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceMeta {
+    /// Its numeric id, the prefix of its stored keys.
+    pub id: NamespaceId,
+    /// Its spec with every default filled in.
+    pub spec: NamespaceSpec,
+    /// Its latest durable revision.
+    pub revision: Revision,
+}
+
+/// A stored catalog entry (prost-encoded in the meta column family).
+#[derive(Clone, PartialEq, Message)]
+struct CatalogRecord {
+    #[prost(uint32, tag = "1")]
+    id: u32,
+    #[prost(message, optional, tag = "2")]
+    spec: Option<NamespaceSpec>,
+}
+
+/// A stored dedup record: what the request was, when, and its first outcome.
+#[derive(Clone, PartialEq, Message)]
+struct DedupRecord {
+    /// 1 put, 2 delete, 3 cas.
+    #[prost(uint32, tag = "1")]
+    kind: u32,
+    #[prost(string, tag = "2")]
+    namespace: String,
+    #[prost(bytes = "vec", tag = "3")]
+    key: Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    applied_at_ms: u64,
+    #[prost(uint64, tag = "5")]
+    revision: u64,
+    #[prost(bool, tag = "6")]
+    flag: bool,
+    #[prost(bool, tag = "7")]
+    has_current: bool,
+    #[prost(bytes = "vec", tag = "8")]
+    current_value: Vec<u8>,
+    #[prost(uint64, tag = "9")]
+    current_revision: u64,
+}
+
+const DEDUP_RECORD_PREFIX: u8 = b'r';
+const DEDUP_TIME_PREFIX: u8 = b't';
+
+fn dedup_record_key(r: RequestKey) -> Vec<u8> {
+    let mut k = vec![DEDUP_RECORD_PREFIX];
+    k.extend_from_slice(&keys::dedup_key(r.client_id, r.seq));
+    k
+}
+
+fn dedup_time_key(at_ms: u64, r: RequestKey) -> Vec<u8> {
+    let mut k = vec![DEDUP_TIME_PREFIX];
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(&keys::dedup_key(r.client_id, r.seq));
+    k
+}
+
+/// Store settings.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// How many revisions of history to keep readable behind the newest (0: only the newest).
+    pub retain_revisions: u64,
+    /// The replica count of the `default` namespace created on a fresh store.
+    pub default_replicas: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            retain_revisions: 0,
+            default_replicas: 1,
+        }
+    }
+}
+
+/// The namespaces, by name.
+type Catalog = BTreeMap<String, NamespaceMeta>;
+
+/// The versioned keyspace over an [`Engine`].
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    catalog: RwLock<Catalog>,
+    next_ns_id: RwLock<NamespaceId>,
+    options: StoreOptions,
+    /// Counts installed groups, so that a reader waiting for a revision wakes when one lands.
+    installed: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The catalog changes a group makes, installed once its batch is durable.
+#[derive(Debug, Default)]
+pub struct CatalogDelta {
+    catalog: Option<Catalog>,
+    next_ns_id: Option<NamespaceId>,
+}
+
+/// A group of commands turned into one batch, with each command's result.
+#[derive(Debug)]
+pub struct AppliedGroup {
+    /// The changes of every command of the group.
+    pub batch: WriteBatch,
+    /// One result per command, in order.
+    pub results: Vec<Result<Outcome, ApplyError>>,
+    /// The catalog to install once the batch is durable.
+    pub delta: CatalogDelta,
+}
+
+/// A key with its value and revision, as reads return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// The user key.
+    pub key: Bytes,
+    /// The value.
+    pub value: Bytes,
+    /// The revision that wrote the value.
+    pub revision: Revision,
+}
+
+/// One page of a scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanPage {
+    /// The keys found, ascending.
+    pub items: Vec<Item>,
+    /// Whether the range has more keys after the last item.
+    pub more: bool,
+}
+
+impl Store {
+    /// Opens the store over `engine`, recovering the catalog from it alone; creates the
+    /// `default` namespace on a fresh engine.
+    pub fn open(engine: Arc<dyn Engine>, options: StoreOptions) -> Result<Self, StorageError> {
+        let mut catalog = Catalog::new();
+        let (lo, hi) = keys::catalog_range();
+        let mut records = Vec::new();
+        engine.scan(Cf::Meta, &lo, Some(&hi), ReadTier::Any, &mut |k, v| {
+            records.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        for (k, v) in records {
+            let corrupt = |reason: String| StorageError::Corrupt {
+                cf: Cf::Meta,
+                reason,
+            };
+            let rec = CatalogRecord::decode(&v[..]).map_err(|e| corrupt(e.to_string()))?;
+            let spec = rec
+                .spec
+                .ok_or_else(|| corrupt(format!("catalog entry {k:?} has no spec")))?;
+            let revision = match engine.get(Cf::Meta, &keys::revision_key(rec.id))? {
+                Some(b) => u64::from_be_bytes(
+                    b.as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("bad revision".into()))?,
+                ),
+                None => 0,
+            };
+            catalog.insert(
+                spec.name.clone(),
+                NamespaceMeta {
+                    id: rec.id,
+                    spec,
+                    revision,
+                },
+            );
+        }
+        let next_ns_id = match engine.get(Cf::Meta, keys::NEXT_NAMESPACE_ID)? {
+            Some(b) => {
+                u32::from_be_bytes(b.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                    cf: Cf::Meta,
+                    reason: "bad next namespace id".into(),
+                })?)
+            }
+            None => 1,
+        };
+        let store = Self {
+            engine,
+            catalog: RwLock::new(catalog),
+            next_ns_id: RwLock::new(next_ns_id),
+            options,
+            installed: tokio::sync::watch::Sender::new(0),
+        };
+        if store.namespace(DEFAULT_NAMESPACE).is_none() {
+            let spec = NamespaceSpec {
+                name: DEFAULT_NAMESPACE.to_string(),
+                protocol: dialkv_proto::v1::Protocol::PrimaryBackup as i32,
+                replicas: options.default_replicas,
+                ..Default::default()
+            };
+            let group = store.apply_group(vec![Command::CreateNamespace { spec }], 0);
+            store.engine.write(group.batch, true)?;
+            store.install(group.delta);
+        }
+        Ok(store)
+    }
+
+    /// The engine under the store.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Looks a namespace up by name.
+    pub fn namespace(&self, name: &str) -> Option<NamespaceMeta> {
+        self.catalog
+            .read()
+            .expect("catalog lock poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    /// Every namespace, in name order.
+    pub fn namespaces(&self) -> Vec<NamespaceMeta> {
+        self.catalog
+            .read()
+            .expect("catalog lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Reads the newest version of `key` in namespace `ns` at or below revision `at` (`None`:
+    /// the newest of all). `Ok(None)` when absent or deleted.
+    pub fn get(
+        &self,
+        ns: NamespaceId,
+        key: &[u8],
+        at: Option<Revision>,
+        tier: ReadTier,
+    ) -> Result<Option<Item>, StorageError> {
+        latest(&*self.engine, ns, key, at, tier)
+    }
+
+    /// Reads one page of `[start, end)` (`end` empty: to the end of the namespace) at the
+    /// newest revision: at most `limit` keys and, past the first key, at most `max_bytes` of
+    /// keys and values.
+    pub fn scan(
+        &self,
+        ns: NamespaceId,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        max_bytes: usize,
+        tier: ReadTier,
+    ) -> Result<ScanPage, StorageError> {
+        let from = keys::scan_start(ns, start);
+        let to = if end.is_empty() {
+            keys::namespace_range(ns).1
+        } else {
+            keys::scan_start(ns, end)
+        };
+        let mut items: Vec<Item> = Vec::new();
+        let mut last_key: Option<Vec<u8>> = None;
+        let mut bytes = 0usize;
+        let mut more = false;
+        let mut failure = None;
+        self.engine
+            .scan(Cf::Data, &from, Some(&to), tier, &mut |k, v| {
+                let (_, key, revision) = match keys::decode_data_key(k) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                };
+                if last_key.as_deref() == Some(&key[..]) {
+                    return true; // an older version of a key already seen
+                }
+                let value = match StoredValue::decode(v) {
+                    Ok(StoredValue::Value(value)) => value,
+                    Ok(StoredValue::Tombstone) => {
+                        last_key = Some(key);
+                        return true;
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                };
+                if items.len() >= limit
+                    || (!items.is_empty() && bytes + key.len() + value.len() > max_bytes)
+                {
+                    more = true;
+                    return false;
+                }
+                bytes += key.len() + value.len();
+                last_key = Some(key.clone());
+                items.push(Item {
+                    key: key.into(),
+                    value: value.into(),
+                    revision,
+                });
+                true
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(ScanPage { items, more })
+    }
+
+    /// Turns `commands` into one batch. `now_ms` (Unix milliseconds) stamps dedup records.
+    /// Called by the writer thread only: the outcomes assume no other change lands between
+    /// this call and the write of the batch.
+    pub fn apply_group(&self, commands: Vec<Command>, now_ms: u64) -> AppliedGroup {
+        let mut g = Group {
+            store: self,
+            batch: WriteBatch::new(),
+            overlay: HashMap::new(),
+            pending: HashMap::new(),
+            dedup: HashMap::new(),
+            catalog: None,
+            next_ns_id: None,
+            now_ms,
+        };
+        let results = commands.into_iter().map(|c| g.apply(c)).collect();
+        AppliedGroup {
+            batch: g.batch,
+            results,
+            delta: CatalogDelta {
+                catalog: g.catalog,
+                next_ns_id: g.next_ns_id,
+            },
+        }
+    }
+
+    /// Installs the catalog changes of a group whose batch is now durable.
+    pub fn install(&self, delta: CatalogDelta) {
+        if let Some(catalog) = delta.catalog {
+            *self.catalog.write().expect("catalog lock poisoned") = catalog;
+        }
+        if let Some(id) = delta.next_ns_id {
+            *self.next_ns_id.write().expect("next id lock poisoned") = id;
+        }
+        self.installed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes each time a group of changes becomes visible.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.installed.subscribe()
+    }
+}
+
+fn latest(
+    engine: &dyn Engine,
+    ns: NamespaceId,
+    key: &[u8],
+    at: Option<Revision>,
+    tier: ReadTier,
+) -> Result<Option<Item>, StorageError> {
+    let prefix = keys::key_prefix(ns, key);
+    let start = keys::data_key(ns, key, at.unwrap_or(Revision::MAX));
+    let end = keys::after_key(ns, key);
+    let mut found = None;
+    engine.scan(Cf::Data, &start, Some(&end), tier, &mut |k, v| {
+        if k.starts_with(&prefix) {
+            found = Some((k.to_vec(), v.to_vec()));
+        }
+        false
+    })?;
+    let Some((k, v)) = found else { return Ok(None) };
+    let (_, _, revision) = keys::decode_data_key(&k)?;
+    match StoredValue::decode(&v)? {
+        StoredValue::Value(value) => Ok(Some(Item {
+            key: Bytes::copy_from_slice(key),
+            value: value.into(),
+            revision,
+        })),
+        StoredValue::Tombstone => Ok(None),
+    }
+}
+
+/// Whether a write stored a version: `Some(false)` a value, `Some(true)` a tombstone, `None`
+/// nothing (a delete with no history retained).
+fn value_is_some_or_retained(state: &Option<Item>, retain: u64) -> Option<bool> {
+    match state {
+        Some(_) => Some(false),
+        None if retain > 0 => Some(true),
+        None => None,
+    }
+}
+
+/// The state of one group being built.
+struct Group<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+    /// The latest state of keys written earlier in this group: `None` = deleted.
+    overlay: HashMap<(NamespaceId, Bytes), Option<Item>>,
+    /// Versions written earlier in this group, oldest first, as (revision, is tombstone).
+    pending: HashMap<(NamespaceId, Bytes), Vec<(Revision, bool)>>,
+    /// Dedup records written earlier in this group.
+    dedup: HashMap<RequestKey, DedupRecord>,
+    /// The catalog as changed by this group, if it changed it.
+    catalog: Option<Catalog>,
+    next_ns_id: Option<NamespaceId>,
+    now_ms: u64,
+}
+
+const KIND_PUT: u32 = 1;
+const KIND_DELETE: u32 = 2;
+const KIND_CAS: u32 = 3;
+
+impl Group<'_> {
+    fn catalog(&mut self) -> &mut Catalog {
+        let store = self.store;
+        self.catalog
+            .get_or_insert_with(|| store.catalog.read().expect("catalog lock poisoned").clone())
+    }
+
+    fn namespace(&mut self, name: &str) -> Result<NamespaceMeta, ApplyError> {
+        let found = match &self.catalog {
+            Some(c) => c.get(name).cloned(),
+            None => self.store.namespace(name),
+        };
+        found.ok_or_else(|| ApplyError::NamespaceNotFound(name.to_string()))
+    }
+
+    fn current(&self, ns: NamespaceId, key: &Bytes) -> Result<Option<Item>, StorageError> {
+        match self.overlay.get(&(ns, key.clone())) {
+            Some(state) => Ok(state.clone()),
+            None => latest(&*self.store.engine, ns, key, None, ReadTier::Any),
+        }
+    }
+
+    fn apply(&mut self, command: Command) -> Result<Outcome, ApplyError> {
+        match command {
+            Command::Put {
+                ns,
+                key,
+                value,
+                request,
+            } => self.keyed(KIND_PUT, ns, key, request, |g, meta, key| {
+                let revision = g.write_key(meta, key, Some(value))?;
+                Ok(Outcome::Put { revision })
+            }),
+            Command::Delete { ns, key, request } => {
+                self.keyed(KIND_DELETE, ns, key, request, |g, meta, key| {
+                    let existed = g.current(meta.id, &key)?.is_some();
+                    let revision = g.write_key(meta, key, None)?;
+                    Ok(Outcome::Delete { existed, revision })
+                })
+            }
+            Command::Cas {
+                ns,
+                key,
+                condition,
+                value,
+                request,
+            } => self.keyed(KIND_CAS, ns, key, request, |g, meta, key| {
+                let current = g.current(meta.id, &key)?;
+                let holds = match (&condition, &current) {
+                    (Condition::Absent, None) => true,
+                    (Condition::RevisionEquals(r), Some(c)) => c.revision == *r,
+                    (Condition::ValueEquals(v), Some(c)) => c.value == *v,
+                    _ => false,
+                };
+                if !holds {
+                    let current = current.map(|c| Current {
+                        value: c.value,
+                        revision: c.revision,
+                    });
+                    return Ok(Outcome::Cas {
+                        succeeded: false,
+                        revision: 0,
+                        current,
+                    });
+                }
+                let revision = g.write_key(meta, key, value)?;
+                Ok(Outcome::Cas {
+                    succeeded: true,
+                    revision,
+                    current: None,
+                })
+            }),
+            Command::CreateNamespace { spec } => self.create_namespace(spec),
+            Command::DropNamespace { name } => self.drop_namespace(name),
+            Command::SweepDedup { before_ms } => self.sweep_dedup(before_ms),
+        }
+    }
+
+    /// Applies a keyed mutation once per request id: a request seen before returns its first
+    /// outcome and writes nothing.
+    fn keyed(
+        &mut self,
+        kind: u32,
+        ns: String,
+        key: Bytes,
+        request: Option<RequestKey>,
+        mutate: impl FnOnce(&mut Self, &NamespaceMeta, Bytes) -> Result<Outcome, ApplyError>,
+    ) -> Result<Outcome, ApplyError> {
+        if let Some(r) = request {
+            let seen =
+                match self.dedup.get(&r) {
+                    Some(rec) => Some(rec.clone()),
+                    None => match self.store.engine.get(Cf::Dedup, &dedup_record_key(r))? {
+                        Some(b) => Some(DedupRecord::decode(&b[..]).map_err(|e| {
+                            StorageError::Corrupt {
+                                cf: Cf::Dedup,
+                                reason: e.to_string(),
+                            }
+                        })?),
+                        None => None,
+                    },
+                };
+            if let Some(rec) = seen {
+                if rec.kind != kind || rec.namespace != ns || rec.key != key[..] {
+                    return Err(ApplyError::RequestIdReused {
+                        client_id: r.client_id,
+                        seq: r.seq,
+                    });
+                }
+                return Ok(outcome_of(&rec));
+            }
+        }
+        let meta = self.namespace(&ns)?;
+        let outcome = mutate(self, &meta, key.clone())?;
+        if let Some(r) = request {
+            let rec = record_of(kind, ns, key.to_vec(), self.now_ms, &outcome);
+            self.batch
+                .put(Cf::Dedup, dedup_record_key(r), rec.encode_to_vec());
+            self.batch
+                .put(Cf::Dedup, dedup_time_key(self.now_ms, r), Vec::new());
+            self.dedup.insert(r, rec);
+        }
+        Ok(outcome)
+    }
+
+    /// Writes `value` (or deletes, for `None`) at the namespace's next revision, collecting
+    /// versions that fell out of the retention window.
+    fn write_key(
+        &mut self,
+        meta: &NamespaceMeta,
+        key: Bytes,
+        value: Option<Bytes>,
+    ) -> Result<Revision, ApplyError> {
+        let retain = self.store.options.retain_revisions;
+        let ns_meta = self
+            .catalog()
+            .get_mut(&meta.spec.name)
+            .expect("namespace was looked up in this group");
+        ns_meta.revision += 1;
+        let revision = ns_meta.revision;
+        let ns = ns_meta.id;
+        self.batch.put(
+            Cf::Meta,
+            keys::revision_key(ns),
+            revision.to_be_bytes().to_vec(),
+        );
+        // Versions a read at a revision in [horizon, revision) may still need.
+        let horizon = revision.saturating_sub(retain);
+        // Every stored version of the key, newest first: those in the engine, and those
+        // written earlier in this group (not yet in the engine).
+        let mut versions: Vec<(Revision, bool)> = self
+            .pending
+            .get(&(ns, key.clone()))
+            .cloned()
+            .unwrap_or_default();
+        versions.reverse();
+        self.store.engine.scan(
+            Cf::Data,
+            &keys::key_prefix(ns, &key),
+            Some(&keys::after_key(ns, &key)),
+            ReadTier::Any,
+            &mut |k, v| {
+                if let Ok((_, _, r)) = keys::decode_data_key(k) {
+                    versions.push((
+                        r,
+                        matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)),
+                    ));
+                }
+                true
+            },
+        )?;
+        // A read at s in [horizon, revision) sees the newest version at or below s. The newest
+        // version below the horizon is still needed only if no version sits exactly at the
+        // horizon (and not at all if it is a tombstone: absent either way).
+        let at_horizon = revision == horizon || versions.iter().any(|(r, _)| *r == horizon);
+        let mut below_seen = false;
+        let mut collected = Vec::new();
+        for (r, is_tombstone) in versions {
+            let keep = r >= horizon || {
+                let newest_below = !below_seen;
+                below_seen = true;
+                newest_below && !at_horizon && !is_tombstone
+            };
+            if !keep {
+                self.batch.delete(Cf::Data, keys::data_key(ns, &key, r));
+                collected.push(r);
+            }
+        }
+        let state = match value {
+            Some(value) => {
+                self.batch.put(
+                    Cf::Data,
+                    keys::data_key(ns, &key, revision),
+                    StoredValue::Value(value.to_vec()).encode(),
+                );
+                Some(Item {
+                    key: key.clone(),
+                    value,
+                    revision,
+                })
+            }
+            None => {
+                // With no history retained nothing can read below the delete: no tombstone.
+                if retain > 0 {
+                    self.batch.put(
+                        Cf::Data,
+                        keys::data_key(ns, &key, revision),
+                        StoredValue::Tombstone.encode(),
+                    );
+                }
+                None
+            }
+        };
+        let stored = value_is_some_or_retained(&state, retain);
+        let pending = self.pending.entry((ns, key.clone())).or_default();
+        pending.retain(|(r, _)| !collected.contains(r));
+        if let Some(is_tombstone) = stored {
+            pending.push((revision, is_tombstone));
+        }
+        self.overlay.insert((ns, key), state);
+        Ok(revision)
+    }
+
+    fn create_namespace(&mut self, spec: NamespaceSpec) -> Result<Outcome, ApplyError> {
+        if self.namespace(&spec.name).is_ok() {
+            return Err(ApplyError::NamespaceExists(spec.name));
+        }
+        let id = self
+            .next_ns_id
+            .unwrap_or_else(|| *self.store.next_ns_id.read().expect("next id lock poisoned"));
+        if id > MAX_NAMESPACE_ID {
+            return Err(ApplyError::NamespaceIdsExhausted);
+        }
+        self.next_ns_id = Some(id + 1);
+        self.batch.put(
+            Cf::Meta,
+            keys::NEXT_NAMESPACE_ID.to_vec(),
+            (id + 1).to_be_bytes().to_vec(),
+        );
+        let rec = CatalogRecord {
+            id,
+            spec: Some(spec.clone()),
+        };
+        self.batch
+            .put(Cf::Meta, keys::catalog_key(&spec.name), rec.encode_to_vec());
+        self.batch.put(
+            Cf::Meta,
+            keys::revision_key(id),
+            0u64.to_be_bytes().to_vec(),
+        );
+        let meta = NamespaceMeta {
+            id,
+            spec,
+            revision: 0,
+        };
+        self.catalog().insert(meta.spec.name.clone(), meta.clone());
+        Ok(Outcome::Created(meta))
+    }
+
+    fn drop_namespace(&mut self, name: String) -> Result<Outcome, ApplyError> {
+        if name == DEFAULT_NAMESPACE {
+            return Err(ApplyError::DefaultNamespace);
+        }
+        let meta = self.namespace(&name)?;
+        let (lo, hi) = keys::namespace_range(meta.id);
+        self.batch.delete_range(Cf::Data, lo, hi);
+        self.batch.delete(Cf::Meta, keys::catalog_key(&name));
+        self.batch.delete(Cf::Meta, keys::revision_key(meta.id));
+        self.overlay.retain(|(ns, _), _| *ns != meta.id);
+        self.pending.retain(|(ns, _), _| *ns != meta.id);
+        self.catalog().remove(&name);
+        Ok(Outcome::Dropped)
+    }
+
+    fn sweep_dedup(&mut self, before_ms: u64) -> Result<Outcome, ApplyError> {
+        let start = vec![DEDUP_TIME_PREFIX];
+        let mut end = vec![DEDUP_TIME_PREFIX];
+        end.extend_from_slice(&before_ms.to_be_bytes());
+        let mut doomed = Vec::new();
+        self.store
+            .engine
+            .scan(Cf::Dedup, &start, Some(&end), ReadTier::Any, &mut |k, _| {
+                doomed.push(k.to_vec());
+                true
+            })?;
+        for k in &doomed {
+            if let Some(ids) = k.get(9..25) {
+                let mut rk = vec![DEDUP_RECORD_PREFIX];
+                rk.extend_from_slice(ids);
+                self.batch.delete(Cf::Dedup, rk);
+            }
+            self.batch.delete(Cf::Dedup, k.clone());
+        }
+        Ok(Outcome::Swept(doomed.len() as u64))
+    }
+}
+
+fn record_of(kind: u32, namespace: String, key: Vec<u8>, now_ms: u64, o: &Outcome) -> DedupRecord {
+    let mut rec = DedupRecord {
+        kind,
+        namespace,
+        key,
+        applied_at_ms: now_ms,
+        ..Default::default()
+    };
+    match o {
+        Outcome::Put { revision } => rec.revision = *revision,
+        Outcome::Delete { existed, revision } => {
+            rec.revision = *revision;
+            rec.flag = *existed;
+        }
+        Outcome::Cas {
+            succeeded,
+            revision,
+            current,
+        } => {
+            rec.revision = *revision;
+            rec.flag = *succeeded;
+            if let Some(c) = current {
+                rec.has_current = true;
+                rec.current_value = c.value.to_vec();
+                rec.current_revision = c.revision;
+            }
+        }
+        Outcome::Created(_) | Outcome::Dropped | Outcome::Swept(_) => {}
+    }
+    rec
+}
+
+fn outcome_of(rec: &DedupRecord) -> Outcome {
+    match rec.kind {
+        KIND_PUT => Outcome::Put {
+            revision: rec.revision,
+        },
+        KIND_DELETE => Outcome::Delete {
+            existed: rec.flag,
+            revision: rec.revision,
+        },
+        _ => Outcome::Cas {
+            succeeded: rec.flag,
+            revision: rec.revision,
+            current: rec.has_current.then(|| Current {
+                value: Bytes::from(rec.current_value.clone()),
+                revision: rec.current_revision,
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::MemoryEngine;
+    use crate::storage::rocksdb::RocksEngine;
+    use proptest::prelude::*;
+
+    fn apply(store: &Store, commands: Vec<Command>) -> Vec<Result<Outcome, ApplyError>> {
+        let group = store.apply_group(commands, 1_000);
+        store.engine.write(group.batch, true).expect("write");
+        store.install(group.delta);
+        group.results
+    }
+
+    fn put(key: &str, value: &str) -> Command {
+        Command::Put {
+            ns: DEFAULT_NAMESPACE.into(),
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            request: None,
+        }
+    }
+
+    fn ns_id(store: &Store) -> NamespaceId {
+        store
+            .namespace(DEFAULT_NAMESPACE)
+            .expect("default exists")
+            .id
+    }
+
+    #[test]
+    fn commands_in_one_group_see_each_other() {
+        let store =
+            Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default()).expect("open");
+        let results = apply(
+            &store,
+            vec![
+                put("k", "1"),
+                Command::Cas {
+                    ns: DEFAULT_NAMESPACE.into(),
+                    key: Bytes::from_static(b"k"),
+                    condition: Condition::ValueEquals(Bytes::from_static(b"1")),
+                    value: Some(Bytes::from_static(b"2")),
+                    request: None,
+                },
+                Command::Delete {
+                    ns: DEFAULT_NAMESPACE.into(),
+                    key: Bytes::from_static(b"k"),
+                    request: None,
+                },
+            ],
+        );
+        assert!(matches!(results[0], Ok(Outcome::Put { revision: 1 })));
+        assert!(matches!(
+            results[1],
+            Ok(Outcome::Cas {
+                succeeded: true,
+                revision: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            results[2],
+            Ok(Outcome::Delete {
+                existed: true,
+                revision: 3
+            })
+        ));
+        assert_eq!(
+            store
+                .get(ns_id(&store), b"k", None, ReadTier::Any)
+                .expect("get"),
+            None
+        );
+        assert_eq!(store.namespace(DEFAULT_NAMESPACE).expect("ns").revision, 3);
+    }
+
+    #[test]
+    fn a_retried_request_applies_once_and_returns_the_first_outcome() {
+        let store =
+            Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default()).expect("open");
+        let r = Some(RequestKey {
+            client_id: 9,
+            seq: 1,
+        });
+        let cmd = Command::Put {
+            ns: DEFAULT_NAMESPACE.into(),
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            request: r,
+        };
+        let first = apply(&store, vec![cmd.clone(), cmd.clone()]);
+        let again = apply(&store, vec![cmd]);
+        assert!(matches!(first[0], Ok(Outcome::Put { revision: 1 })));
+        assert!(matches!(first[1], Ok(Outcome::Put { revision: 1 })));
+        assert!(matches!(again[0], Ok(Outcome::Put { revision: 1 })));
+        assert_eq!(store.namespace(DEFAULT_NAMESPACE).expect("ns").revision, 1);
+        let other = apply(&store, vec![put("other", "v")]);
+        assert!(matches!(other[0], Ok(Outcome::Put { revision: 2 })));
+        let reused = apply(
+            &store,
+            vec![Command::Delete {
+                ns: DEFAULT_NAMESPACE.into(),
+                key: Bytes::from_static(b"k"),
+                request: r,
+            }],
+        );
+        assert!(matches!(
+            reused[0],
+            Err(ApplyError::RequestIdReused {
+                client_id: 9,
+                seq: 1
+            })
+        ));
+        // The sweep forgets records applied before the cut-off.
+        let swept = apply(&store, vec![Command::SweepDedup { before_ms: 1_001 }]);
+        assert!(matches!(swept[0], Ok(Outcome::Swept(1))));
+    }
+
+    #[test]
+    fn retained_history_is_readable_and_collected_behind_the_window() {
+        let options = StoreOptions {
+            retain_revisions: 2,
+            default_replicas: 1,
+        };
+        let store = Store::open(Arc::new(MemoryEngine::new()), options).expect("open");
+        let ns = ns_id(&store);
+        for v in ["a", "b", "c", "d"] {
+            apply(&store, vec![put("k", v)]);
+        }
+        let at = |r| {
+            store
+                .get(ns, b"k", Some(r), ReadTier::Any)
+                .expect("get")
+                .map(|i| i.value)
+        };
+        assert_eq!(at(4), Some(Bytes::from_static(b"d")));
+        assert_eq!(at(3), Some(Bytes::from_static(b"c")));
+        assert_eq!(at(2), Some(Bytes::from_static(b"b")));
+        // Revision 1 fell out of the window and was collected when revision 4 was written.
+        assert_eq!(at(1), None);
+    }
+
+    #[test]
+    fn dropping_a_namespace_removes_its_keys_and_ids_are_not_reused() {
+        let store =
+            Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default()).expect("open");
+        let spec = NamespaceSpec {
+            name: "t".into(),
+            replicas: 1,
+            ..Default::default()
+        };
+        let created = apply(
+            &store,
+            vec![Command::CreateNamespace { spec: spec.clone() }],
+        );
+        let Ok(Outcome::Created(meta)) = &created[0] else {
+            panic!("created: {created:?}")
+        };
+        let ns = meta.id;
+        apply(
+            &store,
+            vec![Command::Put {
+                ns: "t".into(),
+                key: Bytes::from_static(b"k"),
+                value: Bytes::new(),
+                request: None,
+            }],
+        );
+        apply(&store, vec![Command::DropNamespace { name: "t".into() }]);
+        assert!(store.namespace("t").is_none());
+        assert_eq!(store.get(ns, b"k", None, ReadTier::Any).expect("get"), None);
+        let again = apply(&store, vec![Command::CreateNamespace { spec }]);
+        let Ok(Outcome::Created(meta2)) = &again[0] else {
+            panic!("created: {again:?}")
+        };
+        assert!(meta2.id > ns);
+        let refused = apply(
+            &store,
+            vec![Command::DropNamespace {
+                name: DEFAULT_NAMESPACE.into(),
+            }],
+        );
+        assert!(matches!(refused[0], Err(ApplyError::DefaultNamespace)));
+    }
+
+    /// A step of the model test.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Put(u8, Vec<u8>),
+        Delete(u8),
+        Scan(u8, u8, usize),
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0u8..16, proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(k, v)| Step::Put(k, v)),
+            2 => (0u8..16).prop_map(Step::Delete),
+            2 => (0u8..16, 0u8..17, 1usize..6).prop_map(|(a, b, l)| Step::Scan(a, b, l)),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    fn key_of(k: u8) -> Vec<u8> {
+        // Keys with zero bytes and shared prefixes exercise the escaping.
+        match k % 4 {
+            0 => vec![k],
+            1 => vec![k, 0],
+            2 => vec![k / 4, 0, k],
+            _ => vec![k / 4],
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// The store on RocksDB, reopened at random points, behaves as a `BTreeMap`.
+        #[test]
+        fn store_matches_a_btreemap_model(steps in proptest::collection::vec(step(), 1..60), retain in 0u64..4) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let options = StoreOptions { retain_revisions: retain, default_replicas: 1 };
+            let open = || {
+                let engine = RocksEngine::open(dir.path()).expect("open engine");
+                Store::open(Arc::new(engine), options).expect("open store")
+            };
+            // The model's state after each revision, to check reads at retained revisions.
+            let mut history: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = vec![BTreeMap::new()];
+            let mut store = open();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let ns = ns_id(&store);
+            for s in steps {
+                match s {
+                    Step::Put(k, v) => {
+                        let key = key_of(k);
+                        apply(&store, vec![Command::Put {
+                            ns: DEFAULT_NAMESPACE.into(), key: key.clone().into(), value: v.clone().into(), request: None,
+                        }]);
+                        model.insert(key, v);
+                        history.push(model.clone());
+                    }
+                    Step::Delete(k) => {
+                        let key = key_of(k);
+                        let r = apply(&store, vec![Command::Delete { ns: DEFAULT_NAMESPACE.into(), key: key.clone().into(), request: None }]);
+                        let existed = model.remove(&key).is_some();
+                        history.push(model.clone());
+                        let got = matches!(r[0], Ok(Outcome::Delete { existed: e, .. }) if e == existed);
+                        prop_assert!(got, "delete reported the wrong existence: {:?}", r[0]);
+                    }
+                    Step::Scan(a, b, limit) => {
+                        let (start, end) = (key_of(a), if b == 16 { Vec::new() } else { key_of(b) });
+                        let page = store.scan(ns, &start, &end, limit, usize::MAX, ReadTier::Any).expect("scan");
+                        let expected: Vec<(Vec<u8>, Vec<u8>)> = model
+                            .iter()
+                            .filter(|(k, _)| **k >= start && (end.is_empty() || **k < end))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        let got: Vec<(Vec<u8>, Vec<u8>)> = page.items.iter().map(|i| (i.key.to_vec(), i.value.to_vec())).collect();
+                        prop_assert_eq!(&got[..], &expected[..expected.len().min(limit)]);
+                        prop_assert_eq!(page.more, expected.len() > limit);
+                    }
+                    Step::Reopen => {
+                        drop(store);
+                        store = open();
+                    }
+                }
+                for (k, v) in &model {
+                    let got = store.get(ns, k, None, ReadTier::Any).expect("get").map(|i| i.value.to_vec());
+                    prop_assert_eq!(got.as_ref(), Some(v));
+                }
+                // Every revision inside the retention window reads as it was.
+                let newest = history.len() as u64 - 1;
+                for at in newest.saturating_sub(retain)..=newest {
+                    for k in (0u8..16).map(key_of) {
+                        let got = store.get(ns, &k, Some(at), ReadTier::Any).expect("get").map(|i| i.value.to_vec());
+                        prop_assert_eq!(got.as_ref(), history[at as usize].get(&k), "key {:?} at revision {}", k, at);
+                    }
+                }
+            }
+        }
+    }
+}
