@@ -76,14 +76,23 @@ impl ErrorStatus {
             .bad_request()
             .and_then(|b| b.field_violations.first())
             .map(|v| v.field.clone());
+        let connect_failed = is_connect_error(status);
+        let mut message = status.message().to_string();
+        if connect_failed {
+            // tonic's message is only "tcp connect error"; the cause (e.g. "Connection
+            // refused") is at the end of the source chain.
+            if let Some(cause) = root_cause(status) {
+                message = format!("{message}: {cause}");
+            }
+        }
         ErrorStatus {
             code: status.code(),
-            message: status.message().to_string(),
+            message,
             reason: info.map(|i| i.reason.clone()).filter(|r| !r.is_empty()),
             domain: info.map(|i| i.domain.clone()).filter(|d| !d.is_empty()),
             field,
             retry_delay: details.retry_info().and_then(|r| r.retry_delay),
-            connect_failed: is_connect_error(status),
+            connect_failed,
         }
     }
 
@@ -172,6 +181,17 @@ fn is_connect_error(status: &tonic::Status) -> bool {
         source = err.source();
     }
     false
+}
+
+/// The message of the last error in a status's source chain, if it has one.
+fn root_cause(status: &tonic::Status) -> Option<String> {
+    let mut last = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        last = Some(err.to_string());
+        source = err.source();
+    }
+    last
 }
 
 /// The upper-case gRPC name of a status code, as in `INVALID_ARGUMENT`.

@@ -282,6 +282,11 @@ impl Cli {
         if self.endpoints.iter().all(|e| e.trim().is_empty()) {
             return Err(usage("--endpoints names no endpoint"));
         }
+        if let Some(token) = &self.session_token {
+            if let Err(e) = token.parse::<crate::SessionToken>() {
+                return Err(usage(&format!("--session-token: {e}")));
+            }
+        }
         if let Command::Scan(ScanArgs { limit: Some(0), .. }) = self.command {
             return Err(usage("--limit must be at least 1"));
         }
@@ -726,8 +731,13 @@ mod tests {
 
     #[test]
     fn session_token_is_global() {
-        let cli = parse(&["get", "k", "--session-token", "AQ"]).expect("valid");
-        assert_eq!(cli.session_token.as_deref(), Some("AQ"));
+        let mut token = crate::SessionToken::new();
+        token.observe_write("default", 1, 3);
+        let text = token.to_string();
+        let cli = parse(&["get", "k", "--session-token", &text]).expect("valid");
+        assert_eq!(cli.session_token.as_deref(), Some(text.as_str()));
+        let err = parse(&["get", "k", "--session-token", "not a token!"]).expect_err("usage");
+        assert_eq!(err.exit_code(), EXIT_USAGE);
     }
 
     #[test]
