@@ -9,6 +9,9 @@ use dialkv_consistency::history::{History, HistoryBuilder};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+/// An arbitration timestamp: (Lamport time, origin replica).
+type Stamp = (u64, usize);
+
 /// One update in flight: from its origin replica, with the origin's applied vector.
 #[derive(Clone, Debug)]
 struct Update {
@@ -18,8 +21,7 @@ struct Update {
     deps: Vec<u64>,
     key: usize,
     value: i64,
-    /// Arbitration timestamp (Lamport time, origin).
-    ts: (u64, usize),
+    ts: Stamp,
 }
 
 /// Replicas with causal delivery (an update is applied only after everything its origin had
@@ -28,7 +30,7 @@ struct Cluster {
     applied: Vec<Vec<u64>>,
     lamport: Vec<u64>,
     /// Per replica and key: (timestamp, value) of the visible write.
-    store: Vec<HashMap<usize, ((u64, usize), i64)>>,
+    store: Vec<HashMap<usize, (Stamp, i64)>>,
     /// Updates not yet applied, per destination.
     pending: Vec<Vec<Update>>,
     /// Last-writer-wins (convergent) or last-applied-wins (causal only).
