@@ -5,14 +5,14 @@
 //! Observations" (VLDB 2020), on Adya's formalism (Adya, Liskov, O'Neil, "Generalized
 //! Isolation Level Definitions", ICDE 2000, and Adya's thesis, MIT 1999). The pipeline:
 //!
-//! 1. [`txn`]: every operation becomes a transaction of micro-operations over interned keys.
-//! 2. [`versions`]: per key, the version order is the longest read, which every other read
+//! 1. `txn`: every operation becomes a transaction of micro-operations over interned keys.
+//! 2. `versions`: per key, the version order is the longest read, which every other read
 //!    must prefix; it yields the `ww`, `wr` and `rw` dependency edges and the anomalies that
 //!    need no cycle (`G1a`, `G1b`, `internal`, `lost-update`, `garbage-read`,
 //!    `duplicate-append`, `incompatible-order`).
-//! 3. [`orders`]: real-time edges (strict serializability, linearizability) or
+//! 3. `orders`: real-time edges (strict serializability, linearizability) or
 //!    session-order edges (strong session serializability, sequential consistency).
-//! 4. [`graph`]: Tarjan's strongly connected components over the edges a level cares about,
+//! 4. `graph`: Tarjan's strongly connected components over the edges a level cares about,
 //!    then a breadth-first search inside each for the shortest cycle of each anomaly's shape:
 //!    `G0` (only `ww`), `G1c` (`ww`/`wr`, some `wr`), `G-single` (exactly one `rw`), `G2`
 //!    (two or more `rw`), and their `-process` and `-realtime` variants.
