@@ -747,6 +747,28 @@ mod tests {
     }
 
     #[test]
+    fn reads_after_own_appends_see_what_came_before() {
+        // T2 appends 2 and reads [1, 2]: it read from T0's 1, the middle of T0's appends.
+        let t0 = json!([["append", "x", 1], ["append", "x", 3]]);
+        let t2 = json!([["append", "x", 2], ["r", "x", [1, 2]]]);
+        let mut h = H::default();
+        h.invoke(1, t0.clone())
+            .invoke(2, blank_reads(&t2))
+            .end(2, EventType::Ok, t2)
+            .end(1, EventType::Ok, t0);
+        assert_eq!(
+            anomaly(&h.build(), Isolation::ReadCommitted).as_deref(),
+            Some("G1b")
+        );
+
+        // A clean read after an own append: no self-edges, no false anomaly.
+        let mut h = H::default();
+        h.ok(1, json!([["append", "x", 1]]))
+            .ok(2, json!([["append", "x", 2], ["r", "x", [1, 2]]]));
+        assert_eq!(anomaly(&h.build(), Isolation::StrictSerializable), None);
+    }
+
+    #[test]
     fn levels_parse_and_print() {
         for i in Isolation::ALL {
             assert_eq!(i.name().parse::<Isolation>(), Ok(i));

@@ -259,35 +259,38 @@ fn analyse_key(
             continue;
         }
         let last = l.last().copied();
-        if let Some(lv) = last {
-            if let Some(a) = who[l.len() - 1] {
-                if a.txn != r {
-                    edges.push(Edge {
-                        from: a.txn,
-                        to: r,
-                        kind: EdgeKind::Wr,
-                        why: Why {
-                            key,
-                            from_value: Some(lv),
-                            to_value: None,
-                        },
-                    });
-                    if !a.last {
-                        report.add(Anomaly {
-                            kind: AnomalyKind::G1b,
-                            txns: vec![
-                                (a.txn, format!("appended {lv} and more to {kname}")),
-                                (r, format!("read {kname} ending in {lv}")),
-                            ],
-                            explanation: format!(
-                                "{} read key {kname:?} ending in {lv}, but {} appended more to that key \
-                                 afterwards in the same transaction (intermediate read)",
-                                t.name(r),
-                                t.name(a.txn)
-                            ),
-                        });
-                    }
-                }
+        // The state the reader read from: its own trailing appends (a read after appending in
+        // the same transaction) are not part of it.
+        let mut seen_len = l.len();
+        while seen_len > 0 && who[seen_len - 1].is_some_and(|a| a.txn == r) {
+            seen_len -= 1;
+        }
+        if let Some(a) = seen_len.checked_sub(1).and_then(|i| who[i]) {
+            let lv = vo[seen_len - 1];
+            edges.push(Edge {
+                from: a.txn,
+                to: r,
+                kind: EdgeKind::Wr,
+                why: Why {
+                    key,
+                    from_value: Some(lv),
+                    to_value: None,
+                },
+            });
+            if !a.last {
+                report.add(Anomaly {
+                    kind: AnomalyKind::G1b,
+                    txns: vec![
+                        (a.txn, format!("appended {lv} and more to {kname}")),
+                        (r, format!("read {kname} ending in {lv}")),
+                    ],
+                    explanation: format!(
+                        "{} read key {kname:?} ending in {lv}, but {} appended more to that key \
+                         afterwards in the same transaction (intermediate read)",
+                        t.name(r),
+                        t.name(a.txn)
+                    ),
+                });
             }
         }
         let j = next_valid[l.len()];
