@@ -80,6 +80,11 @@ impl KvService {
         };
         if revision != 0 {
             token.observe_write(&ns.spec.name, u64::from(ns.id), revision);
+        } else {
+            // A compare-and-set whose condition failed wrote nothing but read the key's state
+            // as of the namespace's current revision.
+            let now = self.node.store.namespace(&ns.spec.name).map_or(ns.revision, |m| m.revision);
+            token.observe_read(&ns.spec.name, u64::from(ns.id), now);
         }
         Ok((outcome, token))
     }

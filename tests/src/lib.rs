@@ -1,0 +1,271 @@
+//! Helpers for dialkv's integration tests, which start real `dialkv` server processes.
+//!
+//! [`TestServer`] runs the `dialkv` binary from the build's target directory (or the one named
+//! by `DIALKV_BIN`) on free ports in a fresh data directory, waits until it says it is serving,
+//! and stops or kills it. The binaries must be built first: `cargo build --bins` (the README's
+//! test command does it).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use dialkv_proto::v1;
+use tonic::transport::Channel;
+
+/// The directory holding the workspace's built binaries: the parent of the test binary's
+/// `deps/` directory.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let deps = exe.parent().expect("the test binary is in deps/");
+    deps.parent()
+        .expect("deps/ is in the profile directory")
+        .to_path_buf()
+}
+
+/// The path of a built workspace binary (`dialkv`, `dialctl`, ...); `DIALKV_BIN` overrides
+/// the server's.
+pub fn binary(name: &str) -> PathBuf {
+    if name == "dialkv" {
+        if let Some(p) = std::env::var_os("DIALKV_BIN") {
+            return PathBuf::from(p);
+        }
+    }
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// A running `dialkv serve` process.
+pub struct TestServer {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    /// The gRPC address it serves.
+    pub addr: SocketAddr,
+    /// The admin HTTP address it serves.
+    pub admin: SocketAddr,
+    extra: Vec<String>,
+    log: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server with a fresh data directory under `dir`.
+    pub fn start(dir: &Path) -> anyhow::Result<TestServer> {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts a server with extra `dialkv serve` flags.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> anyhow::Result<TestServer> {
+        let data_dir = dir.join("data");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let log = dir.join("server.log");
+        let (child, addr, admin) = spawn(&data_dir, &extra, &log, None)?;
+        Ok(TestServer {
+            child: Some(child),
+            data_dir,
+            addr,
+            admin,
+            extra,
+            log,
+        })
+    }
+
+    /// The `http://` endpoint of the gRPC API.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A KV client connected to the server.
+    pub async fn kv(&self) -> v1::kv_client::KvClient<Channel> {
+        v1::kv_client::KvClient::new(self.channel().await)
+    }
+
+    /// A Namespaces client connected to the server.
+    pub async fn namespaces(&self) -> v1::namespaces_client::NamespacesClient<Channel> {
+        v1::namespaces_client::NamespacesClient::new(self.channel().await)
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.endpoint())
+            .expect("a valid endpoint")
+            .connect()
+            .await
+            .expect("connecting to the test server")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
+    /// Sends a signal (`"KILL"`, `"TERM"`, `"STOP"`, `"CONT"`).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Kills the server with SIGKILL and waits for it to die.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to `deadline`) for the process to exit; returns its status.
+    pub fn terminate(&mut self, deadline: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("the server is running");
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                bail!("the server did not exit within {deadline:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Restarts a stopped or killed server on the same data directory and ports.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let (child, addr, admin) = spawn(
+            &self.data_dir,
+            &self.extra,
+            &self.log,
+            Some((self.addr, self.admin)),
+        )?;
+        self.child = Some(child);
+        self.addr = addr;
+        self.admin = admin;
+        Ok(())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(
+    data_dir: &Path,
+    extra: &[String],
+    log: &Path,
+    ports: Option<(SocketAddr, SocketAddr)>,
+) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
+    let (listen, admin) = match ports {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string()),
+    };
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut child = Command::new(binary("dialkv"))
+        .args([
+            "serve",
+            "--id",
+            "1",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .context("starting dialkv")?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    // The server prints one line per listener once it serves; read them with a deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut grpc, mut http) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while grpc.is_none() || http.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "dialkv did not start serving within 60 s; log: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        };
+        let addr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        if line.contains("serving gRPC on") {
+            grpc = addr;
+        } else if line.contains("serving admin HTTP on") {
+            http = addr;
+        }
+    }
+    Ok((child, grpc.expect("set above"), http.expect("set above")))
+}
+
+/// Waits until `check` returns true, polling every 20 ms, or fails after `deadline`.
+pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    while !check().await {
+        if tokio::time::Instant::now() > until {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Fetches `path` from an HTTP server with a bare HTTP/1.1 request; returns the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let (head, body) = out.split_once("\r\n\r\n").context("an HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {head}");
+    }
+    Ok(body.to_string())
+}
