@@ -31,4 +31,5 @@ pub mod linearizable;
 pub mod register;
 pub mod sequential;
 pub mod session;
+pub mod session_token;
 pub mod verdict;

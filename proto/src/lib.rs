@@ -8,9 +8,14 @@
 
 /// The public API, package `dialkv.v1`.
 pub mod v1 {
-    #![allow(missing_docs, clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+    #![allow(
+        missing_docs,
+        clippy::doc_lazy_continuation,
+        clippy::large_enum_variant
+    )]
     tonic::include_proto!("dialkv.v1");
 }
 
 /// The encoded `FileDescriptorSet` of every dialkv `.proto` file, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dialkv_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/dialkv_descriptor.bin"));
