@@ -83,7 +83,11 @@ impl KvService {
         } else {
             // A compare-and-set whose condition failed wrote nothing but read the key's state
             // as of the namespace's current revision.
-            let now = self.node.store.namespace(&ns.spec.name).map_or(ns.revision, |m| m.revision);
+            let now = self
+                .node
+                .store
+                .namespace(&ns.spec.name)
+                .map_or(ns.revision, |m| m.revision);
             token.observe_read(&ns.spec.name, u64::from(ns.id), now);
         }
         Ok((outcome, token))
