@@ -14,7 +14,7 @@
 //!   and the code that applies them to a cluster;
 //! - [`recorder`]: the history being written: invocations and completions with monotonic
 //!   timestamps, process ids retired after an indeterminate outcome;
-//! - `workload`: what the clients do (`register`, `list-append`, `set`, `session`), how each
+//! - [`workload`]: what the clients do (`register`, `list-append`, `set`, `session`), how each
 //!   operation maps onto the dialkv client, and which checker verifies which level;
 //! - `runner`: one run from start to verdict; `report`: `verdict.json`, `index.html` and
 //!   the plots; `suite`: the list of runs CI makes, with the self-test that must be caught.
@@ -25,3 +25,4 @@ pub mod cluster;
 pub mod nemesis;
 pub mod proxy;
 pub mod recorder;
+pub mod workload;
