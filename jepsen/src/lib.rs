@@ -16,13 +16,16 @@
 //!   timestamps, process ids retired after an indeterminate outcome;
 //! - [`workload`]: what the clients do (`register`, `list-append`, `set`, `session`), how each
 //!   operation maps onto the dialkv client, and which checker verifies which level;
-//! - `runner`: one run from start to verdict; `report`: `verdict.json`, `index.html` and
-//!   the plots; `suite`: the list of runs CI makes, with the self-test that must be caught.
+//! - [`runner`]: one run from start to verdict; [`report`]: `verdict.json`, `index.html` and
+//!   the plots; [`suite`]: the list of runs CI makes, with the self-test that must be caught.
 //!
-//! The binary `dialkv-jepsen` (src/main.rs) is the command line over `runner` and `suite`.
+//! The binary `dialkv-jepsen` (src/main.rs) is the command line over [`runner`] and [`suite`].
 
 pub mod cluster;
 pub mod nemesis;
 pub mod proxy;
 pub mod recorder;
+pub mod report;
+pub mod runner;
+pub mod suite;
 pub mod workload;

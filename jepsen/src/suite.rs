@@ -1,0 +1,351 @@
+//! The suite CI runs: every implemented (protocol, level) pair under the nemeses that matter to
+//! it, plus self-tests — runs of a deliberately broken system that the referee must call
+//! Invalid. A suite fails when any ordinary run is not Valid (Invalid, Unknown or broken) or
+//! any self-test is not caught.
+//!
+//! Which cases run depends on the cluster size (`--nodes`):
+//!
+//! - always (one node is enough): linearizable register and list-append under kill and
+//!   pause; the session guarantees (list-append through sessions at EVENTUAL) under kill and
+//!   pause; eventual register under kill and clock skew; the grow-only set under kill; and the
+//!   **split-brain self-test**: two nodes that are each a cluster of one (no replication at
+//!   all) behind one set of clients, checked as a linearizable register. Writes that land on
+//!   one node are never seen on the other, so the referee must find a stale read. This proves
+//!   the whole chain — real processes, recording, checking, verdict, exit code — catches a
+//!   real consistency violation produced by real servers; it does not prove any particular
+//!   server bug would be caught.
+//! - with `--nodes 3` or more (needs `dialkv serve --peers`): the same runs on the replicated
+//!   cluster with partitions added, sequential and eventual reads, and the **stale-read
+//!   self-test**: every node started with `--unsafe-stale-linearizable-reads` (a leader
+//!   answers linearizable reads without the ReadIndex check) under partitions, checked as a
+//!   linearizable register: a deposed leader serving reads must be caught.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::nemesis::FaultKind;
+use crate::runner::{self, Protocol, RunConfig};
+use crate::workload::{Level, WorkloadKind};
+
+/// What a case must end with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A correct system: the verdict must be Valid.
+    Valid,
+    /// A deliberately broken system: the verdict must be Invalid.
+    Caught,
+}
+
+/// One run of the suite.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// A name, also the report's directory.
+    pub name: String,
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// The level.
+    pub level: Level,
+    /// The faults.
+    pub nemesis: Vec<FaultKind>,
+    /// The node count.
+    pub nodes: usize,
+    /// How long the workload runs.
+    pub time: Duration,
+    /// What must come out.
+    pub expect: Expect,
+    /// Every node its own cluster (the split-brain self-test).
+    pub split_brain: bool,
+    /// Extra server arguments.
+    pub server_args: Vec<String>,
+}
+
+fn case(
+    name: &str,
+    workload: WorkloadKind,
+    level: Level,
+    nemesis: &[FaultKind],
+    nodes: usize,
+    secs: u64,
+) -> Case {
+    Case {
+        name: name.into(),
+        workload,
+        level,
+        nemesis: nemesis.to_vec(),
+        nodes,
+        time: Duration::from_secs(secs),
+        expect: Expect::Valid,
+        split_brain: false,
+        server_args: Vec::new(),
+    }
+}
+
+/// Returns the CI cases for a cluster of `nodes`.
+pub fn ci_cases(nodes: usize) -> Vec<Case> {
+    use FaultKind::{Clock, Kill, Partition, Pause};
+    use Level::{Eventual, Linearizable, Sequential};
+    use WorkloadKind::{ListAppend, Register, Session, Set};
+    let mut cases = vec![
+        case(
+            "register-linearizable-kill-pause",
+            Register,
+            Linearizable,
+            &[Kill, Pause],
+            nodes,
+            30,
+        ),
+        case(
+            "list-append-linearizable-kill-pause",
+            ListAppend,
+            Linearizable,
+            &[Kill, Pause],
+            nodes,
+            30,
+        ),
+        case(
+            "session-eventual-kill-pause",
+            Session,
+            Eventual,
+            &[Kill, Pause],
+            nodes,
+            25,
+        ),
+        case(
+            "register-eventual-kill-clock",
+            Register,
+            Eventual,
+            &[Kill, Clock],
+            nodes,
+            20,
+        ),
+        case(
+            "set-linearizable-kill",
+            Set,
+            Linearizable,
+            &[Kill],
+            nodes,
+            20,
+        ),
+    ];
+    if nodes >= 3 {
+        cases = vec![
+            case(
+                "register-linearizable-all",
+                Register,
+                Linearizable,
+                &[Kill, Pause, Partition, Clock],
+                nodes,
+                40,
+            ),
+            case(
+                "list-append-linearizable-partition-kill",
+                ListAppend,
+                Linearizable,
+                &[Partition, Kill],
+                nodes,
+                30,
+            ),
+            case(
+                "register-sequential-partition-pause",
+                Register,
+                Sequential,
+                &[Partition, Pause],
+                nodes,
+                25,
+            ),
+            case(
+                "session-eventual-partition-kill",
+                Session,
+                Eventual,
+                &[Partition, Kill],
+                nodes,
+                30,
+            ),
+            case(
+                "register-eventual-partition-clock",
+                Register,
+                Eventual,
+                &[Partition, Clock],
+                nodes,
+                25,
+            ),
+            case(
+                "set-linearizable-partition",
+                Set,
+                Linearizable,
+                &[Partition],
+                nodes,
+                20,
+            ),
+        ];
+        let mut stale = case(
+            "selftest-stale-linearizable-reads",
+            Register,
+            Linearizable,
+            &[Partition],
+            nodes,
+            30,
+        );
+        stale.expect = Expect::Caught;
+        stale.server_args = vec!["--unsafe-stale-linearizable-reads".into()];
+        cases.push(stale);
+    }
+    let mut split = case("selftest-split-brain", Register, Linearizable, &[], 2, 15);
+    split.expect = Expect::Caught;
+    split.split_brain = true;
+    cases.push(split);
+    cases
+}
+
+/// Settings shared by every case of a suite.
+#[derive(Clone, Debug)]
+pub struct SuiteConfig {
+    /// Where the reports go: one directory per case.
+    pub out: PathBuf,
+    /// The server binary.
+    pub dialkv_bin: PathBuf,
+    /// The seed of every case.
+    pub seed: u64,
+    /// Scales every case's time (CI on a slow machine can use less than 1).
+    pub time_scale: f64,
+    /// Concurrency of every case.
+    pub concurrency: usize,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// How one case ended.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// The case.
+    pub name: String,
+    /// Whether it ended as expected.
+    pub passed: bool,
+    /// The verdict, or the error that broke the run.
+    pub summary: String,
+    /// The report directory.
+    pub report: PathBuf,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// Set when the run itself broke (exit 3).
+    pub broken: bool,
+}
+
+/// Runs the cases one after another and returns their results.
+pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
+    let mut results = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let time = c.time.mul_f64(cfg.time_scale.max(0.05));
+        eprintln!(
+            "[{}/{}] {}: {} {} nemesis [{}], {} node(s), {:.0} s, expect {:?}",
+            i + 1,
+            cases.len(),
+            c.name,
+            c.workload,
+            c.level,
+            c.nemesis
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            c.nodes,
+            time.as_secs_f64(),
+            c.expect
+        );
+        let run_cfg = RunConfig {
+            nodes: c.nodes,
+            protocol: Protocol::PrimaryBackup,
+            workload: c.workload,
+            level: c.level,
+            nemesis: c.nemesis.clone(),
+            time,
+            concurrency: cfg.concurrency,
+            seed: cfg.seed,
+            out: cfg.out.join(&c.name),
+            dialkv_bin: cfg.dialkv_bin.clone(),
+            interval: Duration::from_secs(4),
+            quiet: Duration::from_secs(2),
+            op_timeout: Duration::from_secs(2),
+            rate: 300,
+            server_args: c.server_args.clone(),
+            split_brain: c.split_brain,
+            progress: cfg.progress,
+        };
+        let started = Instant::now();
+        let result = match runner::run(&run_cfg).await {
+            Ok(outcome) => {
+                let passed = match c.expect {
+                    Expect::Valid => outcome.verdict.is_valid(),
+                    Expect::Caught => outcome.verdict.is_invalid(),
+                };
+                let summary = match (c.expect, passed) {
+                    (Expect::Caught, true) => format!(
+                        "caught as expected: {}",
+                        outcome.verdict.anomaly().unwrap_or("invalid")
+                    ),
+                    (Expect::Caught, false) => format!(
+                        "SELF-TEST NOT CAUGHT: a broken system was judged {}",
+                        outcome.verdict
+                    ),
+                    _ => outcome.verdict.to_string(),
+                };
+                CaseResult {
+                    name: c.name.clone(),
+                    passed,
+                    summary,
+                    report: outcome.report,
+                    elapsed: started.elapsed(),
+                    broken: false,
+                }
+            }
+            Err(e) => CaseResult {
+                name: c.name.clone(),
+                passed: false,
+                summary: format!("run broke: {e:#}"),
+                report: run_cfg.out.clone(),
+                elapsed: started.elapsed(),
+                broken: true,
+            },
+        };
+        eprintln!(
+            "    {} in {:.1} s: {}\n    report: {}",
+            if result.passed { "PASS" } else { "FAIL" },
+            result.elapsed.as_secs_f64(),
+            result.summary.lines().next().unwrap_or(""),
+            result.report.join("index.html").display()
+        );
+        results.push(result);
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_fits_in_the_budget_and_has_a_self_test() {
+        for nodes in [1, 3, 5] {
+            let cases = ci_cases(nodes);
+            let total: Duration = cases.iter().map(|c| c.time).sum();
+            // Each run adds start-up, quiet period, final reads and checking: ~10 s.
+            let budget = total + Duration::from_secs(10) * cases.len() as u32;
+            assert!(
+                budget <= Duration::from_secs(15 * 60),
+                "{nodes}: {budget:?}"
+            );
+            assert!(cases.iter().any(|c| c.expect == Expect::Caught));
+            assert!(cases
+                .iter()
+                .all(|c| c.time >= Duration::from_secs(15) && c.time <= Duration::from_secs(40)));
+            assert!(cases
+                .iter()
+                .filter(|c| !c.split_brain)
+                .all(|c| c.nodes == nodes));
+            let partition = cases
+                .iter()
+                .any(|c| c.nemesis.contains(&FaultKind::Partition));
+            assert_eq!(partition, nodes >= 3);
+        }
+    }
+}
