@@ -82,7 +82,8 @@ pub fn draw(path: &Path, title: &str, curves: &[(String, Vec<CurvePoint>)]) -> R
         .fold(f64::INFINITY, f64::min)
         .min(1.0)
         / 2.0;
-    let y_max = points.iter().map(|p| p.p99_ms).fold(1.0, f64::max) * 2.0;
+    // A decade of headroom keeps the legend (upper left) clear of the points.
+    let y_max = points.iter().map(|p| p.p99_ms).fold(1.0, f64::max) * 10.0;
 
     let root = BitMapBackend::new(path, (1000, 640)).into_drawing_area();
     let draw_err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e:?}", path.display());
