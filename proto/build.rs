@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/dialkv/v1/types.proto",
     "proto/dialkv/v1/kv.proto",
     "proto/dialkv/v1/admin.proto",
+    "proto/dialkv/replication/v1/raft.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -16,6 +16,16 @@ pub mod v1 {
     tonic::include_proto!("dialkv.v1");
 }
 
+/// The internal replica-to-replica service, package `dialkv.replication.v1`.
+pub mod replication {
+    #![allow(
+        missing_docs,
+        clippy::doc_lazy_continuation,
+        clippy::large_enum_variant
+    )]
+    tonic::include_proto!("dialkv.replication.v1");
+}
+
 /// The encoded `FileDescriptorSet` of every dialkv `.proto` file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/dialkv_descriptor.bin"));

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::limits::Limits;
+use crate::replication::{Bootstrap, ReplicationOptions};
 use crate::storage::writer::SyncPolicy;
 
 /// A replica's id, unique within a cluster. Assigned by the operator when it is started.
@@ -59,6 +60,32 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests, in milliseconds (default 10000).
     #[arg(long, env = "DIALKV_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// The initial members of the cluster, `ID=HOST:PORT,...`, this replica included: the
+    /// address this replica uses to reach each one. Without it (and without --join) the
+    /// replica is a cluster of one.
+    #[arg(long, env = "DIALKV_PEERS")]
+    pub peers: Option<String>,
+    /// Join an existing cluster: start empty and wait to be added with `dialctl cluster add`.
+    #[arg(long, env = "DIALKV_JOIN")]
+    pub join: bool,
+    /// The Raft heartbeat interval in milliseconds (default 150).
+    #[arg(long, env = "DIALKV_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// The shortest election timeout in milliseconds (default 1000; the longest is twice it).
+    #[arg(long, env = "DIALKV_ELECTION_TIMEOUT_MS")]
+    pub election_timeout_ms: Option<u64>,
+    /// Take a snapshot (and compact the log) every this many entries (default 10000).
+    #[arg(long, env = "DIALKV_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// How long a write waits to commit before its outcome is reported unknown, in
+    /// milliseconds (default 10000).
+    #[arg(long, env = "DIALKV_COMMIT_TIMEOUT_MS")]
+    pub commit_timeout_ms: Option<u64>,
+    /// TEST ONLY, UNSAFE: answer LINEARIZABLE reads at the primary without confirming its
+    /// leadership, so that a deposed primary can return stale data. For proving that the
+    /// fault-injection harness catches stale reads; never use it otherwise.
+    #[arg(long, hide = true)]
+    pub unsafe_stale_linearizable_reads: bool,
 }
 
 /// The settings a TOML file may hold.
@@ -77,6 +104,12 @@ struct FileConfig {
     write_queue: Option<usize>,
     session_wait_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    peers: Option<String>,
+    join: Option<bool>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_ms: Option<u64>,
+    snapshot_every: Option<u64>,
+    commit_timeout_ms: Option<u64>,
 }
 
 /// The resolved configuration of a replica.
@@ -104,6 +137,10 @@ pub struct Config {
     pub session_wait: Duration,
     /// The longest wait for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
+    /// How the replica joins its cluster.
+    pub bootstrap: Bootstrap,
+    /// Raft settings.
+    pub replication: ReplicationOptions,
 }
 
 /// The largest key limit a server accepts.
@@ -155,7 +192,44 @@ impl Config {
         if write_queue == 0 {
             bail!("write_queue must be at least 1");
         }
+        let join = args.join || file.join.unwrap_or(false);
+        let bootstrap = match (args.peers.clone().or(file.peers), join) {
+            (Some(_), true) => bail!("--peers and --join exclude each other"),
+            (Some(p), false) => Bootstrap::Members(parse_peers(&p, id)?),
+            (None, true) => Bootstrap::Join,
+            (None, false) => Bootstrap::Single,
+        };
+        let defaults = ReplicationOptions::default();
+        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).map_or(default, Duration::from_millis)
+        };
+        let replication = ReplicationOptions {
+            heartbeat: ms(args.heartbeat_ms, file.heartbeat_ms, defaults.heartbeat),
+            election_min: ms(
+                args.election_timeout_ms,
+                file.election_timeout_ms,
+                defaults.election_min,
+            ),
+            snapshot_every: args
+                .snapshot_every
+                .or(file.snapshot_every)
+                .unwrap_or(defaults.snapshot_every),
+            commit_timeout: ms(
+                args.commit_timeout_ms,
+                file.commit_timeout_ms,
+                defaults.commit_timeout,
+            ),
+            unsafe_stale_linearizable_reads: args.unsafe_stale_linearizable_reads,
+        };
+        if replication.election_min <= replication.heartbeat {
+            bail!("the election timeout must be longer than the heartbeat interval");
+        }
+        if replication.snapshot_every == 0 {
+            bail!("snapshot_every must be at least 1");
+        }
         Ok(Config {
+            bootstrap,
+            replication,
             id,
             listen: args
                 .listen
@@ -182,6 +256,38 @@ impl Config {
             ),
         })
     }
+}
+
+/// Parses `ID=HOST:PORT,...`; the map must name `me`.
+pub fn parse_peers(
+    text: &str,
+    me: ReplicaId,
+) -> anyhow::Result<std::collections::BTreeMap<ReplicaId, String>> {
+    let mut peers = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .with_context(|| format!("--peers: {part:?} is not ID=HOST:PORT"))?;
+        let id: ReplicaId = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers: {id:?} is not a replica id"))?;
+        let addr = addr.trim();
+        if id == 0
+            || addr
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            bail!("--peers: {part:?} is not ID=HOST:PORT with an id of at least 1");
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            bail!("--peers: replica {id} is listed twice");
+        }
+    }
+    if !peers.contains_key(&me) {
+        bail!("--peers must list this replica's own id {me}");
+    }
+    Ok(peers)
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -217,6 +323,17 @@ mod tests {
         std::fs::write(&file, "id = 3\nbogus = 1\n").expect("write");
         let err = Config::resolve(&args).expect_err("unknown key");
         assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn peers_parse_and_must_include_this_replica() {
+        let p = parse_peers("1=127.0.0.1:7001, 2=127.0.0.1:7002,3=host:7003", 2).expect("parses");
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[&3], "host:7003");
+        assert!(parse_peers("1=127.0.0.1:7001", 2).is_err());
+        assert!(parse_peers("1=127.0.0.1", 1).is_err());
+        assert!(parse_peers("x=127.0.0.1:1", 1).is_err());
+        assert!(parse_peers("1=a:1,1=b:2", 1).is_err());
     }
 
     #[test]

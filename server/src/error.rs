@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::replication::types::NodeId;
+use crate::replication::ReplicaError;
 use crate::storage::store::ApplyError;
 use crate::storage::writer::WriteError;
 use crate::storage::StorageError;
@@ -53,6 +55,24 @@ pub enum ServiceError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// This replica is not the primary and did not forward the request; retry at the primary
+    /// named in the `ErrorInfo` metadata (`leader_id`, `leader_address`) when one is known.
+    /// Nothing was written.
+    #[error("{message}")]
+    NotLeader {
+        leader: Option<(NodeId, String)>,
+        message: String,
+    },
+    /// A write's outcome is unknown: it may or may not take effect. Check before retrying
+    /// with a new request id (a retry with the same request id is safe).
+    #[error("{message}")]
+    Indeterminate {
+        reason: &'static str,
+        message: String,
+    },
+    /// The reply of the primary to a forwarded request, passed on unchanged.
+    #[error("{0}")]
+    Forwarded(tonic::Status),
     /// A limit of the server is reached; retry later. Nothing was written.
     #[error("{message}")]
     ResourceExhausted {
@@ -84,15 +104,30 @@ impl ServiceError {
             | ServiceError::AlreadyExists { reason, .. }
             | ServiceError::FailedPrecondition { reason, .. }
             | ServiceError::Unavailable { reason, .. }
+            | ServiceError::Indeterminate { reason, .. }
             | ServiceError::ResourceExhausted { reason, .. } => reason,
+            ServiceError::NotLeader { .. } => "NOT_LEADER",
+            ServiceError::Forwarded(_) => "FORWARDED",
         }
     }
 }
 
 /// Maps a service error to its gRPC status: the one table of codes.
 pub fn status(err: ServiceError) -> tonic::Status {
+    if let ServiceError::Forwarded(status) = err {
+        return status;
+    }
     let mut details = ErrorDetails::new();
-    details.set_error_info(err.reason(), ERROR_DOMAIN, std::collections::HashMap::new());
+    let mut metadata = std::collections::HashMap::new();
+    if let ServiceError::NotLeader {
+        leader: Some((id, addr)),
+        ..
+    } = &err
+    {
+        metadata.insert("leader_id".to_string(), id.to_string());
+        metadata.insert("leader_address".to_string(), addr.clone());
+    }
+    details.set_error_info(err.reason(), ERROR_DOMAIN, metadata);
     let (code, message) = match &err {
         ServiceError::InvalidArgument { field, message, .. } => {
             details.add_bad_request_violation(field.clone(), message.clone());
@@ -107,6 +142,12 @@ pub fn status(err: ServiceError) -> tonic::Status {
             details.set_retry_info(*retry_after);
             (tonic::Code::Unavailable, err.to_string())
         }
+        ServiceError::Forwarded(_) => unreachable!("returned above"),
+        ServiceError::NotLeader { .. } => {
+            details.set_retry_info(Some(Duration::from_millis(50)));
+            (tonic::Code::Unavailable, err.to_string())
+        }
+        ServiceError::Indeterminate { .. } => (tonic::Code::DeadlineExceeded, err.to_string()),
         ServiceError::ResourceExhausted { retry_after, .. } => {
             details.set_retry_info(*retry_after);
             (tonic::Code::ResourceExhausted, err.to_string())
@@ -160,15 +201,38 @@ impl From<ApplyError> for ServiceError {
     }
 }
 
+impl From<ReplicaError> for ServiceError {
+    fn from(e: ReplicaError) -> Self {
+        let message = e.to_string();
+        match e {
+            ReplicaError::NotLeader { leader, .. } => ServiceError::NotLeader { leader, message },
+            ReplicaError::Refused(e) => e.into(),
+            ReplicaError::CommitTimeout(_) => ServiceError::Indeterminate {
+                reason: "COMMIT_TIMEOUT",
+                message,
+            },
+            ReplicaError::NoQuorum(_) => ServiceError::Unavailable {
+                reason: "NO_QUORUM",
+                message,
+                retry_after: Some(Duration::from_millis(200)),
+            },
+            ReplicaError::Membership(_) => ServiceError::FailedPrecondition {
+                reason: "MEMBERSHIP_CHANGE_REFUSED",
+                message,
+            },
+            ReplicaError::Stopped(_) => ServiceError::Unavailable {
+                reason: "REPLICATION_STOPPED",
+                message,
+                retry_after: Some(Duration::from_millis(500)),
+            },
+        }
+    }
+}
+
 impl From<WriteError> for ServiceError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Apply(e) => e.into(),
-            WriteError::QueueFull(n) => ServiceError::ResourceExhausted {
-                reason: "WRITE_QUEUE_FULL",
-                message: format!("the write queue is full ({n} writes waiting); retry shortly"),
-                retry_after: Some(Duration::from_millis(50)),
-            },
+            WriteError::Storage(e) => e.into(),
             WriteError::Stopped => ServiceError::Unavailable {
                 reason: "SHUTTING_DOWN",
                 message: "the server is shutting down".into(),

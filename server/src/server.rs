@@ -17,12 +17,18 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::limits::MAX_SCAN_PAGE_BYTES;
 use crate::metrics::Metrics;
+use crate::replication::network::{RaftService, MAX_RAFT_MESSAGE_BYTES};
+use crate::replication::{Bootstrap, Replica};
+use crate::service::cluster::ClusterService;
 use crate::service::kv::KvService;
 use crate::service::namespaces::NamespacesService;
 use crate::service::Node;
 use crate::storage::rocksdb::RocksEngine;
 use crate::storage::store::{Command, Store, StoreOptions};
 use crate::storage::writer::{Writer, WriterOptions};
+use crate::storage::Engine;
+use dialkv_proto::replication::raft_server::RaftServer;
+use dialkv_proto::v1::cluster_server::ClusterServer;
 
 /// How often expired dedup records are swept.
 const DEDUP_SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -40,33 +46,50 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let engine = RocksEngine::open(&config.data_dir.join("db"))
-        .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
-    let store = Arc::new(Store::open(
-        Arc::new(engine),
-        StoreOptions {
-            retain_revisions: config.retain_revisions,
-            default_replicas: 1,
-        },
-    )?);
+    let engine: Arc<dyn Engine> = Arc::new(
+        RocksEngine::open(&config.data_dir.join("db"))
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
+    );
     let metrics = Arc::new(Metrics::new());
     let writer_options = WriterOptions {
         sync: config.sync,
         queue_capacity: config.write_queue,
         ..Default::default()
     };
-    let (writer, writer_thread) = Writer::start(store.clone(), writer_options, metrics.clone())?;
+    let (writer, writer_thread) = Writer::start(engine.clone(), writer_options, metrics.clone())?;
+    let store = Arc::new(Store::open(
+        engine,
+        StoreOptions {
+            retain_revisions: config.retain_revisions,
+        },
+    )?);
+    let api_addr = listener.local_addr()?;
+    let advertised = match &config.bootstrap {
+        Bootstrap::Members(m) => m.get(&config.id).cloned(),
+        _ => None,
+    }
+    .unwrap_or_else(|| api_addr.to_string());
+    let replica = Replica::start(
+        config.id,
+        advertised,
+        config.bootstrap.clone(),
+        store.clone(),
+        writer,
+        config.replication.clone(),
+    )
+    .await?;
     let node = Arc::new(Node {
         id: config.id,
         store: store.clone(),
-        writer: writer.clone(),
+        replica: replica.clone(),
+        write_permits: Arc::new(tokio::sync::Semaphore::new(config.write_queue)),
         limits: config.limits,
         metrics: metrics.clone(),
         session_wait: config.session_wait,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep_dedup(writer, config.dedup_ttl, stop_rx.clone()));
+    let sweeper = tokio::spawn(sweep_dedup(node.clone(), config.dedup_ttl, stop_rx.clone()));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<KvServer<KvService>>().await;
@@ -87,8 +110,15 @@ pub async fn run(
     let namespaces = NamespacesServer::new(NamespacesService::new(node.clone()))
         .max_decoding_message_size(max_decode)
         .max_encoding_message_size(max_encode);
+    let cluster = ClusterServer::new(ClusterService::new(node.clone()));
+    let raft = RaftServer::new(RaftService::new(
+        config.id,
+        replica.raft().clone(),
+        replica.freshness().clone(),
+    ))
+    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
 
-    let api_addr = listener.local_addr()?;
     let admin_task = match admin {
         Some(admin) => {
             let addr = admin.local_addr()?;
@@ -101,7 +131,25 @@ pub async fn run(
         }
         None => None,
     };
-    println!("dialkv: replica {} serving gRPC on {api_addr}", config.id);
+    let ready = {
+        let replica = replica.clone();
+        let single = config.bootstrap == Bootstrap::Single;
+        let id = config.id;
+        async move {
+            // A cluster of one elects itself at once: wait for it, so the first request finds
+            // a primary. A replica of a larger cluster needs its peers to elect anyone.
+            if single {
+                let wait = replica.raft().wait(Some(Duration::from_secs(30)));
+                if let Err(e) = wait
+                    .state(openraft::ServerState::Leader, "single-replica leadership")
+                    .await
+                {
+                    tracing::warn!(error = %e, "no leadership yet");
+                }
+            }
+            println!("dialkv: replica {id} serving gRPC on {api_addr}");
+        }
+    };
     tracing::info!(replica = config.id, %api_addr, data_dir = %config.data_dir.display(), "serving");
 
     // Shutdown: flip the stop flag when the caller's future resolves.
@@ -125,21 +173,28 @@ pub async fn run(
             .add_service(reflection)
             .add_service(kv)
             .add_service(namespaces)
+            .add_service(cluster)
+            .add_service(raft)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(listener),
                 wait_stop(stop_rx.clone()),
             ),
     );
-    let served = tokio::select! {
-        r = &mut serve => r,
-        _ = async {
-            wait_stop(stop_rx.clone()).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(?grace, "in-flight requests did not finish within the shutdown grace; closing");
-            Ok(())
-        }
-    };
+    let (served, ()) = tokio::join!(
+        async {
+            tokio::select! {
+                r = &mut serve => r,
+                _ = async {
+                    wait_stop(stop_rx.clone()).await;
+                    tokio::time::sleep(grace).await;
+                } => {
+                    tracing::warn!(?grace, "in-flight requests did not finish within the shutdown grace; closing");
+                    Ok(())
+                }
+            }
+        },
+        ready
+    );
     stopper.abort();
     let _ = stop_tx.send(true);
     drop(serve);
@@ -147,6 +202,8 @@ pub async fn run(
     if let Some(t) = admin_task {
         let _ = t.await;
     }
+    replica.shutdown().await;
+    drop(replica);
     drop(node);
     // The writer thread ends once the last writer handle is gone, after writing its queue.
     tokio::task::spawn_blocking(move || writer_thread.join()).await?;
@@ -160,8 +217,9 @@ async fn wait_stop(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Removes expired dedup records every [`DEDUP_SWEEP_EVERY`] until stopped.
-async fn sweep_dedup(writer: Writer, ttl: Duration, stop: watch::Receiver<bool>) {
+/// Has the primary remove expired dedup records every [`DEDUP_SWEEP_EVERY`] until stopped.
+/// The cut-off travels in the log entry, so every replica removes the same records.
+async fn sweep_dedup(node: Arc<Node>, ttl: Duration, stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(DEDUP_SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopped = wait_stop(stop);
@@ -171,14 +229,17 @@ async fn sweep_dedup(writer: Writer, ttl: Duration, stop: watch::Receiver<bool>)
             _ = &mut stopped => return,
             _ = tick.tick() => {}
         }
+        if !node.replica.is_leader() {
+            continue;
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let before_ms = now.saturating_sub(ttl.as_millis() as u64);
-        match writer.submit(Command::SweepDedup { before_ms }).await {
+        match node.write(Command::SweepDedup { before_ms }).await {
             Ok(outcome) => tracing::debug!(?outcome, "swept expired request ids"),
-            Err(e) => tracing::warn!(error = %e, "sweeping expired request ids failed"),
+            Err(e) => tracing::debug!(error = %e, "sweeping expired request ids did not run"),
         }
     }
 }

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dialkv_proto::v1::{self, kv_server::Kv};
+use dialkv_consistency::session_token::SessionToken;
+use dialkv_proto::v1::{self, kv_client::KvClient, kv_server::Kv};
 use tonic::{Request, Response, Status};
 
-use super::{request_key, version, Node};
+use super::{
+    forward_request, forward_target, forwarded, request_key, version, Node, FORWARD_TIMEOUT,
+};
 use crate::error::ServiceError;
 use crate::limits::{self, check_consistency, MAX_SCAN_PAGE_BYTES};
 use crate::storage::store::{Command, Condition, NamespaceMeta, Outcome};
@@ -31,31 +34,56 @@ fn is_quorum(ns: &NamespaceMeta) -> bool {
     ns.spec.protocol == v1::Protocol::Quorum as i32
 }
 
+/// Forwards a request refused with NOT_LEADER to the primary, once, and passes its reply on.
+macro_rules! or_forward {
+    ($self:expr, $result:expr, $forwarded:expr, $req:expr, $method:ident) => {
+        match $result {
+            Err(e) => match forward_target(&e, $forwarded) {
+                Some(addr) => {
+                    let mut client = KvClient::new($self.node.channel_to(&addr))
+                        .max_decoding_message_size(usize::MAX)
+                        .max_encoding_message_size(usize::MAX);
+                    client
+                        .$method(forward_request($req, FORWARD_TIMEOUT))
+                        .await
+                        .map(Response::into_inner)
+                        .map_err(ServiceError::Forwarded)
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    };
+}
+
 impl KvService {
-    async fn get(&self, req: v1::GetRequest) -> Result<v1::GetResponse, ServiceError> {
+    async fn get(&self, req: v1::GetRequest, fwd: bool) -> Result<v1::GetResponse, ServiceError> {
+        let result = self.get_here(&req).await;
+        or_forward!(self, result, fwd, req, get)
+    }
+
+    async fn get_here(&self, req: &v1::GetRequest) -> Result<v1::GetResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
-        check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
-        let mut token = n.admit_session(req.session.as_ref(), &ns).await?;
-        // The revision the read is served at: every write up to it is visible to the read.
-        let served_at = n
-            .store
-            .namespace(&ns.spec.name)
-            .map(|m| m.revision)
-            .unwrap_or(ns.revision);
+        let level = check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
+        let (served, mut token) = n
+            .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
+            .await?;
+        // Every write up to this revision is visible to the read.
+        let served_at = n.store.applied();
         let (id, key) = (ns.id, req.key.clone());
         let item = n.read(move |s, tier| s.get(id, &key, None, tier)).await?;
         token.observe_read(&ns.spec.name, u64::from(ns.id), served_at);
         Ok(match item {
             Some(item) => v1::GetResponse {
-                header: n.header(&token),
+                header: n.header(served, &token),
                 found: true,
                 value: item.value,
                 version: version(item.revision),
             },
             None => v1::GetResponse {
-                header: n.header(&token),
+                header: n.header(served, &token),
                 found: false,
                 value: Bytes::new(),
                 version: None,
@@ -63,15 +91,15 @@ impl KvService {
         })
     }
 
-    /// Submits a write and records it in the session token.
+    /// Orders a write and records it in the session token.
     async fn write(
         &self,
         ns: &NamespaceMeta,
         session: Option<&v1::Session>,
         command: Command,
-    ) -> Result<(Outcome, dialkv_consistency::session_token::SessionToken), ServiceError> {
-        let mut token = self.node.admit_session(session, ns).await?;
-        let outcome = self.node.writer.submit(command).await?;
+    ) -> Result<(Outcome, SessionToken), ServiceError> {
+        let mut token = self.node.admit_session(session, ns, false).await?;
+        let outcome = self.node.write(command).await?;
         let revision = match &outcome {
             Outcome::Put { revision }
             | Outcome::Delete { revision, .. }
@@ -81,19 +109,19 @@ impl KvService {
         if revision != 0 {
             token.observe_write(&ns.spec.name, u64::from(ns.id), revision);
         } else {
-            // A compare-and-set whose condition failed wrote nothing but read the key's state
-            // as of the namespace's current revision.
-            let now = self
-                .node
-                .store
-                .namespace(&ns.spec.name)
-                .map_or(ns.revision, |m| m.revision);
-            token.observe_read(&ns.spec.name, u64::from(ns.id), now);
+            // A compare-and-set whose condition failed wrote nothing, but read the key as of
+            // the state its entry was applied to.
+            token.observe_read(&ns.spec.name, u64::from(ns.id), self.node.store.applied());
         }
         Ok((outcome, token))
     }
 
-    async fn put(&self, req: v1::PutRequest) -> Result<v1::PutResponse, ServiceError> {
+    async fn put(&self, req: v1::PutRequest, fwd: bool) -> Result<v1::PutResponse, ServiceError> {
+        let result = self.put_here(&req).await;
+        or_forward!(self, result, fwd, req, put)
+    }
+
+    async fn put_here(&self, req: &v1::PutRequest) -> Result<v1::PutResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
@@ -101,8 +129,8 @@ impl KvService {
         check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
         let command = Command::Put {
             ns: ns.spec.name.clone(),
-            key: req.key,
-            value: req.value,
+            key: req.key.clone(),
+            value: req.value.clone(),
             request: request_key(req.request_id.as_ref()),
         };
         let (outcome, token) = self.write(&ns, req.session.as_ref(), command).await?;
@@ -110,19 +138,31 @@ impl KvService {
             unreachable!("a put command has a put outcome: {outcome:?}")
         };
         Ok(v1::PutResponse {
-            header: n.header(&token),
+            header: n.header(v1::ConsistencyLevel::Linearizable, &token),
             version: version(revision),
         })
     }
 
-    async fn delete(&self, req: v1::DeleteRequest) -> Result<v1::DeleteResponse, ServiceError> {
+    async fn delete(
+        &self,
+        req: v1::DeleteRequest,
+        fwd: bool,
+    ) -> Result<v1::DeleteResponse, ServiceError> {
+        let result = self.delete_here(&req).await;
+        or_forward!(self, result, fwd, req, delete)
+    }
+
+    async fn delete_here(
+        &self,
+        req: &v1::DeleteRequest,
+    ) -> Result<v1::DeleteResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
         check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
         let command = Command::Delete {
             ns: ns.spec.name.clone(),
-            key: req.key,
+            key: req.key.clone(),
             request: request_key(req.request_id.as_ref()),
         };
         let (outcome, token) = self.write(&ns, req.session.as_ref(), command).await?;
@@ -130,7 +170,7 @@ impl KvService {
             unreachable!("a delete command has a delete outcome: {outcome:?}")
         };
         Ok(v1::DeleteResponse {
-            header: n.header(&token),
+            header: n.header(v1::ConsistencyLevel::Linearizable, &token),
             existed,
             version: if existed { version(revision) } else { None },
         })
@@ -139,11 +179,20 @@ impl KvService {
     async fn compare_and_set(
         &self,
         req: v1::CompareAndSetRequest,
+        fwd: bool,
+    ) -> Result<v1::CompareAndSetResponse, ServiceError> {
+        let result = self.compare_and_set_here(&req).await;
+        or_forward!(self, result, fwd, req, compare_and_set)
+    }
+
+    async fn compare_and_set_here(
+        &self,
+        req: &v1::CompareAndSetRequest,
     ) -> Result<v1::CompareAndSetResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
-        let condition = match req.condition.and_then(|c| c.kind) {
+        let condition = match req.condition.as_ref().and_then(|c| c.kind.clone()) {
             None => {
                 return Err(ServiceError::invalid(
                     "condition",
@@ -171,7 +220,7 @@ impl KvService {
             ns: ns.spec.name.clone(),
             key: req.key.clone(),
             condition,
-            value: (!req.delete).then_some(req.new_value),
+            value: (!req.delete).then(|| req.new_value.clone()),
             request: request_key(req.request_id.as_ref()),
         };
         let (outcome, token) = self.write(&ns, req.session.as_ref(), command).await?;
@@ -184,19 +233,28 @@ impl KvService {
             unreachable!("a cas command has a cas outcome: {outcome:?}")
         };
         Ok(v1::CompareAndSetResponse {
-            header: n.header(&token),
+            header: n.header(v1::ConsistencyLevel::Linearizable, &token),
             succeeded,
             version: if succeeded { version(revision) } else { None },
             found: current.is_some(),
             current: current.map(|c| v1::KeyValue {
-                key: req.key,
+                key: req.key.clone(),
                 value: c.value,
                 version: version(c.revision),
             }),
         })
     }
 
-    async fn scan(&self, req: v1::ScanRequest) -> Result<v1::ScanResponse, ServiceError> {
+    async fn scan(
+        &self,
+        req: v1::ScanRequest,
+        fwd: bool,
+    ) -> Result<v1::ScanResponse, ServiceError> {
+        let result = self.scan_here(&req).await;
+        or_forward!(self, result, fwd, req, scan)
+    }
+
+    async fn scan_here(&self, req: &v1::ScanRequest) -> Result<v1::ScanResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key_bound("start_key", &req.start_key)?;
@@ -209,7 +267,7 @@ impl KvService {
             ));
         }
         let limit = limits::scan_limit("limit", req.limit)?;
-        check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
+        let level = check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
         let start = match req.continuation.split_first() {
             None => req.start_key.to_vec(),
             Some((&CONTINUATION_V1, last))
@@ -228,12 +286,10 @@ impl KvService {
                 ))
             }
         };
-        let mut token = n.admit_session(req.session.as_ref(), &ns).await?;
-        let served_at = n
-            .store
-            .namespace(&ns.spec.name)
-            .map(|m| m.revision)
-            .unwrap_or(ns.revision);
+        let (served, mut token) = n
+            .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
+            .await?;
+        let served_at = n.store.applied();
         let (id, end) = (ns.id, req.end_key.clone());
         let page = n
             .read(move |s, tier| s.scan(id, &start, &end, limit, MAX_SCAN_PAGE_BYTES, tier))
@@ -249,7 +305,7 @@ impl KvService {
             _ => Bytes::new(),
         };
         Ok(v1::ScanResponse {
-            header: n.header(&token),
+            header: n.header(served, &token),
             items: page
                 .items
                 .into_iter()
@@ -270,8 +326,9 @@ impl Kv for KvService {
         &self,
         request: Request<v1::GetRequest>,
     ) -> Result<Response<v1::GetResponse>, Status> {
+        let fwd = forwarded(&request);
         self.node
-            .observe("Get", KvService::get(self, request.into_inner()))
+            .observe("Get", KvService::get(self, request.into_inner(), fwd))
             .await
     }
 
@@ -279,8 +336,9 @@ impl Kv for KvService {
         &self,
         request: Request<v1::PutRequest>,
     ) -> Result<Response<v1::PutResponse>, Status> {
+        let fwd = forwarded(&request);
         self.node
-            .observe("Put", KvService::put(self, request.into_inner()))
+            .observe("Put", KvService::put(self, request.into_inner(), fwd))
             .await
     }
 
@@ -288,8 +346,9 @@ impl Kv for KvService {
         &self,
         request: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
+        let fwd = forwarded(&request);
         self.node
-            .observe("Delete", KvService::delete(self, request.into_inner()))
+            .observe("Delete", KvService::delete(self, request.into_inner(), fwd))
             .await
     }
 
@@ -297,8 +356,9 @@ impl Kv for KvService {
         &self,
         request: Request<v1::ScanRequest>,
     ) -> Result<Response<v1::ScanResponse>, Status> {
+        let fwd = forwarded(&request);
         self.node
-            .observe("Scan", KvService::scan(self, request.into_inner()))
+            .observe("Scan", KvService::scan(self, request.into_inner(), fwd))
             .await
     }
 
@@ -306,10 +366,11 @@ impl Kv for KvService {
         &self,
         request: Request<v1::CompareAndSetRequest>,
     ) -> Result<Response<v1::CompareAndSetResponse>, Status> {
+        let fwd = forwarded(&request);
         self.node
             .observe(
                 "CompareAndSet",
-                KvService::compare_and_set(self, request.into_inner()),
+                KvService::compare_and_set(self, request.into_inner(), fwd),
             )
             .await
     }

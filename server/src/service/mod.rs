@@ -5,10 +5,13 @@
 //! the writer, and answers with a [`v1::ResponseHeader`] saying which level served it and the
 //! session token advanced past it.
 //!
-//! While replication is not configured, a node is a cluster of one: every acknowledged write is
-//! durable before its reply, and every read sees every acknowledged write, so every request is
-//! served LINEARIZABLE whatever weaker level it asked for.
+//! Writes go through the replica's Raft log. A replica that is not the primary forwards writes
+//! and LINEARIZABLE reads to the primary (once: a forwarded request is never forwarded again)
+//! and passes its reply on; with no primary known it answers `UNAVAILABLE` / `NOT_LEADER`.
+//! Other reads are served where they arrive, once the replica meets the level (see
+//! [`Node::admit_read`]).
 
+pub mod cluster;
 pub mod kv;
 pub mod namespaces;
 
@@ -23,9 +26,12 @@ use crate::config::ReplicaId;
 use crate::error::ServiceError;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::storage::store::{NamespaceMeta, Store};
-use crate::storage::writer::Writer;
+use crate::replication::Replica;
+use crate::storage::store::{Command, NamespaceMeta, Outcome, Store};
 use crate::storage::{ReadTier, StorageError};
+
+/// Metadata key marking a request forwarded by a replica to the primary.
+pub const FORWARDED: &str = "dialkv-forwarded";
 
 /// One replica's state shared by its services.
 #[derive(Debug)]
@@ -34,8 +40,10 @@ pub struct Node {
     pub id: ReplicaId,
     /// The versioned keyspace.
     pub store: Arc<Store>,
-    /// The single writer of the store.
-    pub writer: Writer,
+    /// The Raft group.
+    pub replica: Replica,
+    /// Admission of writes: a permit per write in flight; none left means overload.
+    pub write_permits: Arc<tokio::sync::Semaphore>,
     /// Input limits.
     pub limits: Limits,
     /// Metrics.
@@ -97,12 +105,32 @@ impl Node {
             .map_err(ServiceError::from)
     }
 
+    /// Orders a command through the log, if a write permit is free.
+    pub async fn write(&self, command: Command) -> Result<Outcome, ServiceError> {
+        let _permit = self
+            .write_permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::ResourceExhausted {
+                reason: "WRITE_QUEUE_FULL",
+                message: format!(
+                    "replica {} has too many writes in flight; retry shortly",
+                    self.id
+                ),
+                retry_after: Some(Duration::from_millis(50)),
+            })?;
+        Ok(self.replica.write(command).await?)
+    }
+
     /// Decodes the session of a request and waits (bounded) until this replica has applied
-    /// what the session's guarantees need in `ns`. Returns the session's token.
+    /// what the session needs in `ns`: with `whole_session`, everything the session has read
+    /// or written; else what its guarantees (read-your-writes, monotonic reads) need.
+    /// Returns the session's token.
     pub async fn admit_session(
         &self,
         session: Option<&v1::Session>,
         ns: &NamespaceMeta,
+        whole_session: bool,
     ) -> Result<SessionToken, ServiceError> {
         let Some(session) = session else {
             return Ok(SessionToken::new());
@@ -122,6 +150,9 @@ impl Node {
         let g = session.guarantees.unwrap_or_default();
         let progress = token.progress(&ns.spec.name, u64::from(ns.id));
         let mut needed = 0;
+        if whole_session {
+            needed = progress.read.max(progress.write);
+        }
         if g.read_your_writes {
             needed = needed.max(progress.write);
         }
@@ -131,46 +162,133 @@ impl Node {
         if needed == 0 {
             return Ok(token);
         }
-        let mut installed = self.store.subscribe();
-        let deadline = tokio::time::Instant::now() + self.session_wait;
-        loop {
-            let applied = self
-                .store
-                .namespace(&ns.spec.name)
-                .map(|m| m.revision)
-                .unwrap_or(0);
-            if applied >= needed {
-                return Ok(token);
-            }
-            match tokio::time::timeout_at(deadline, installed.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => {
-                    return Err(ServiceError::Unavailable {
-                        reason: "SESSION_BEHIND",
-                        message: format!(
-                            "replica {} has applied revision {applied} of namespace {:?}, behind the session's {needed}; try another replica",
-                            self.id, ns.spec.name
-                        ),
-                        retry_after: Some(Duration::from_millis(100)),
-                    })
-                }
-            }
+        let mut applied = self.store.subscribe();
+        let caught_up = tokio::time::timeout(self.session_wait, applied.wait_for(|a| *a >= needed))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match caught_up {
+            true => Ok(token),
+            false => Err(ServiceError::Unavailable {
+                reason: "SESSION_BEHIND",
+                message: format!(
+                    "replica {} has applied revision {}, behind the session's {needed} in namespace {:?}; try another replica",
+                    self.id,
+                    self.store.applied(),
+                    ns.spec.name
+                ),
+                retry_after: Some(Duration::from_millis(100)),
+            }),
         }
     }
 
-    /// The header of a response served by this replica, with `token` as the session.
-    pub fn header(&self, token: &SessionToken) -> Option<v1::ResponseHeader> {
+    /// Admits a read at `level` (already validated) of namespace `ns`: waits for what the
+    /// level and the session need, and returns the level served and the session token.
+    ///
+    /// - LINEARIZABLE: a ReadIndex barrier at the primary (elsewhere NOT_LEADER, and the
+    ///   caller forwards);
+    /// - SEQUENTIAL, and CAUSAL served as SEQUENTIAL: this replica has applied everything the
+    ///   session has seen, so the session's order holds on any replica;
+    /// - BOUNDED_STALENESS: the session's guarantees, and this replica's known lag within the
+    ///   bound (else UNAVAILABLE / STALENESS_BOUND_EXCEEDED: try another replica);
+    /// - EVENTUAL: the session's guarantees only.
+    pub async fn admit_read(
+        &self,
+        level: v1::ConsistencyLevel,
+        consistency: Option<&v1::Consistency>,
+        session: Option<&v1::Session>,
+        ns: &NamespaceMeta,
+    ) -> Result<(v1::ConsistencyLevel, SessionToken), ServiceError> {
+        use v1::ConsistencyLevel as L;
+        match level {
+            L::Linearizable | L::Unspecified => {
+                let token = self.admit_session(session, ns, false).await?;
+                self.replica.linearizable_barrier().await?;
+                Ok((L::Linearizable, token))
+            }
+            L::Sequential | L::Causal => {
+                Ok((L::Sequential, self.admit_session(session, ns, true).await?))
+            }
+            L::BoundedStaleness => {
+                let token = self.admit_session(session, ns, false).await?;
+                let c = consistency.cloned().unwrap_or_default();
+                let (versions, time) = self.replica.lag();
+                let within_time = c.max_staleness_ms == 0
+                    || time.is_some_and(|t| t.as_millis() as u64 <= c.max_staleness_ms);
+                let within_versions =
+                    c.max_staleness_versions == 0 || versions <= c.max_staleness_versions;
+                if !(within_time && within_versions) {
+                    let known = time.map_or("an unknown time".to_string(), |t| {
+                        format!("{} ms", t.as_millis())
+                    });
+                    return Err(ServiceError::Unavailable {
+                        reason: "STALENESS_BOUND_EXCEEDED",
+                        message: format!(
+                            "replica {} is {versions} versions and {known} behind the primary, over the bound; try another replica",
+                            self.id
+                        ),
+                        retry_after: Some(Duration::from_millis(50)),
+                    });
+                }
+                Ok((L::BoundedStaleness, token))
+            }
+            L::Eventual => Ok((L::Eventual, self.admit_session(session, ns, false).await?)),
+        }
+    }
+
+    /// The header of a response served by this replica at `level`, with `token` as the
+    /// session and this replica's known lag (`lag_ms` is `u64::MAX` when unknown).
+    pub fn header(
+        &self,
+        level: v1::ConsistencyLevel,
+        token: &SessionToken,
+    ) -> Option<v1::ResponseHeader> {
+        let (lag_versions, lag) = self.replica.lag();
         Some(v1::ResponseHeader {
-            served_level: v1::ConsistencyLevel::Linearizable as i32,
+            served_level: level as i32,
             session: Some(v1::SessionToken {
                 token: token.encode().into(),
             }),
             replica_id: self.id,
-            lag_versions: 0,
-            lag_ms: 0,
+            lag_versions,
+            lag_ms: lag.map_or(u64::MAX, |d| d.as_millis() as u64),
         })
     }
+
+    /// A channel to the replica at `addr` (the primary, to forward to).
+    pub fn channel_to(&self, addr: &str) -> tonic::transport::Channel {
+        self.replica.peers().channel(addr)
+    }
 }
+
+/// Whether a request was forwarded by another replica (and so must not be forwarded again).
+pub fn forwarded<T>(request: &tonic::Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED)
+}
+
+/// A request to forward to the primary: marked as forwarded, with a deadline.
+pub fn forward_request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request.set_timeout(timeout);
+    request
+}
+
+/// Where to forward a request refused with NOT_LEADER: the primary's address, unless the
+/// request was itself forwarded or no primary is known.
+pub fn forward_target(err: &ServiceError, already_forwarded: bool) -> Option<String> {
+    match err {
+        ServiceError::NotLeader {
+            leader: Some((_, addr)),
+            ..
+        } if !already_forwarded => Some(addr.clone()),
+        _ => None,
+    }
+}
+
+/// How long a forwarded request may take at the primary.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Converts a request id to the store's dedup key; `(0, 0)` and unset mean "not deduplicated".
 pub fn request_key(id: Option<&v1::RequestId>) -> Option<crate::storage::store::RequestKey> {

@@ -2,16 +2,13 @@
 
 use std::sync::Arc;
 
-use dialkv_proto::v1::{self, namespaces_server::Namespaces};
+use dialkv_proto::v1::{self, namespaces_client::NamespacesClient, namespaces_server::Namespaces};
 use tonic::{Request, Response, Status};
 
-use super::Node;
+use super::{forward_request, forward_target, forwarded, Node, FORWARD_TIMEOUT};
 use crate::error::ServiceError;
 use crate::limits::{check_namespace_name, enum_field};
 use crate::storage::store::{Command, NamespaceMeta, Outcome};
-
-/// The replicas in this cluster. Until replication is configured a node is a cluster of one.
-const CLUSTER_SIZE: u32 = 1;
 
 /// The Namespaces service of one replica.
 #[derive(Clone, Debug)]
@@ -25,16 +22,25 @@ impl NamespacesService {
         Self { node }
     }
 
-    fn info(&self, meta: NamespaceMeta) -> v1::NamespaceInfo {
+    fn info(&self, mut meta: NamespaceMeta) -> v1::NamespaceInfo {
+        // Every namespace is held by every voter (one Raft group per cluster); a spec with 0
+        // replicas (the `default` namespace) means "every replica", whatever their number.
+        let (voters, _) = self.node.replica.members();
+        if meta.spec.replicas == 0 {
+            meta.spec.replicas = voters.len() as u32;
+        }
         v1::NamespaceInfo {
             spec: Some(meta.spec),
-            replica_ids: vec![self.node.id],
+            replica_ids: voters,
             revision: meta.revision,
         }
     }
 
     /// Validates a spec and fills in its defaults.
-    fn check_spec(spec: Option<v1::NamespaceSpec>) -> Result<v1::NamespaceSpec, ServiceError> {
+    fn check_spec(
+        spec: Option<v1::NamespaceSpec>,
+        cluster_size: u32,
+    ) -> Result<v1::NamespaceSpec, ServiceError> {
         let Some(mut spec) = spec else {
             return Err(ServiceError::invalid("spec", "SPEC_MISSING", "is required"));
         };
@@ -68,13 +74,13 @@ impl NamespacesService {
             ));
         }
         if spec.replicas == 0 {
-            spec.replicas = CLUSTER_SIZE;
+            spec.replicas = cluster_size;
         }
-        if spec.replicas > CLUSTER_SIZE {
+        if spec.replicas > cluster_size {
             return Err(ServiceError::FailedPrecondition {
                 reason: "NOT_ENOUGH_REPLICAS",
                 message: format!(
-                    "spec.replicas: {} is more than the {CLUSTER_SIZE} replica(s) in this cluster",
+                    "spec.replicas: {} is more than the {cluster_size} replica(s) in this cluster (every namespace is held by every replica)",
                     spec.replicas
                 ),
             });
@@ -85,18 +91,23 @@ impl NamespacesService {
     async fn create(
         &self,
         req: v1::CreateNamespaceRequest,
+        fwd: bool,
     ) -> Result<v1::CreateNamespaceResponse, ServiceError> {
-        let spec = Self::check_spec(req.spec)?;
-        match self
-            .node
-            .writer
-            .submit(Command::CreateNamespace { spec })
-            .await?
-        {
-            Outcome::Created(meta) => Ok(v1::CreateNamespaceResponse {
+        let (voters, _) = self.node.replica.members();
+        let spec = Self::check_spec(req.spec.clone(), voters.len() as u32)?;
+        match self.node.write(Command::CreateNamespace { spec }).await {
+            Ok(Outcome::Created(meta)) => Ok(v1::CreateNamespaceResponse {
                 namespace: Some(self.info(meta)),
             }),
-            other => unreachable!("a create command has a created outcome: {other:?}"),
+            Ok(other) => unreachable!("a create command has a created outcome: {other:?}"),
+            Err(e) => match forward_target(&e, fwd) {
+                Some(addr) => NamespacesClient::new(self.node.channel_to(&addr))
+                    .create_namespace(forward_request(req, FORWARD_TIMEOUT))
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(ServiceError::Forwarded),
+                None => Err(e),
+            },
         }
     }
 
@@ -113,13 +124,26 @@ impl NamespacesService {
     async fn drop_namespace(
         &self,
         req: v1::DropNamespaceRequest,
+        fwd: bool,
     ) -> Result<v1::DropNamespaceResponse, ServiceError> {
         check_namespace_name("name", &req.name)?;
-        self.node
-            .writer
-            .submit(Command::DropNamespace { name: req.name })
-            .await?;
-        Ok(v1::DropNamespaceResponse {})
+        match self
+            .node
+            .write(Command::DropNamespace {
+                name: req.name.clone(),
+            })
+            .await
+        {
+            Ok(_) => Ok(v1::DropNamespaceResponse {}),
+            Err(e) => match forward_target(&e, fwd) {
+                Some(addr) => NamespacesClient::new(self.node.channel_to(&addr))
+                    .drop_namespace(forward_request(req, FORWARD_TIMEOUT))
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(ServiceError::Forwarded),
+                None => Err(e),
+            },
+        }
     }
 }
 
@@ -129,8 +153,9 @@ impl Namespaces for NamespacesService {
         &self,
         request: Request<v1::CreateNamespaceRequest>,
     ) -> Result<Response<v1::CreateNamespaceResponse>, Status> {
+        let fwd = forwarded(&request);
         self.node
-            .observe("CreateNamespace", self.create(request.into_inner()))
+            .observe("CreateNamespace", self.create(request.into_inner(), fwd))
             .await
     }
 
@@ -164,10 +189,11 @@ impl Namespaces for NamespacesService {
         &self,
         request: Request<v1::DropNamespaceRequest>,
     ) -> Result<Response<v1::DropNamespaceResponse>, Status> {
+        let fwd = forwarded(&request);
         self.node
             .observe(
                 "DropNamespace",
-                NamespacesService::drop_namespace(self, request.into_inner()),
+                NamespacesService::drop_namespace(self, request.into_inner(), fwd),
             )
             .await
     }

@@ -53,6 +53,17 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    fn dump(&self, cfs: &[Cf]) -> Result<Vec<super::CfEntry>> {
+        let all = self.cfs.read().expect("memory engine lock poisoned");
+        let mut out = Vec::new();
+        for cf in cfs {
+            for (k, v) in all.get(cf).into_iter().flatten() {
+                out.push((*cf, k.clone(), v.clone()));
+            }
+        }
+        Ok(out)
+    }
+
     fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
         let mut cfs = self.cfs.write().expect("memory engine lock poisoned");
         for op in batch.ops {

@@ -26,6 +26,10 @@ use std::fmt;
 pub enum Cf {
     /// Versioned user data: `(namespace id, key, revision)` → value or tombstone.
     Data,
+    /// The Raft log: entry index → entry.
+    RaftLog,
+    /// Raft's own durable state: the vote, the last purged log id, the committed log id.
+    RaftState,
     /// Metadata: the namespace catalog and each namespace's latest revision.
     Meta,
     /// The dedup table: `(client id, seq)` → the first outcome of that request.
@@ -34,7 +38,10 @@ pub enum Cf {
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 3] = [Cf::Data, Cf::Meta, Cf::Dedup];
+    pub const ALL: [Cf; 5] = [Cf::Data, Cf::Meta, Cf::Dedup, Cf::RaftLog, Cf::RaftState];
+
+    /// The column families of the replicated state machine: what a snapshot holds.
+    pub const STATE_MACHINE: [Cf; 3] = [Cf::Data, Cf::Meta, Cf::Dedup];
 
     /// The column family's name on disk.
     pub fn name(self) -> &'static str {
@@ -42,6 +49,8 @@ impl Cf {
             Cf::Data => "data",
             Cf::Meta => "meta",
             Cf::Dedup => "dedup",
+            Cf::RaftLog => "raft_log",
+            Cf::RaftState => "raft_state",
         }
     }
 }
@@ -98,6 +107,11 @@ impl WriteBatch {
         self.ops.push(BatchOp::DeleteRange { cf, start, end });
     }
 
+    /// Appends every change of `other` after this batch's own.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+
     /// The changes, in the order they were added (later ones win).
     pub fn ops(&self) -> &[BatchOp] {
         &self.ops
@@ -147,6 +161,9 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// A key and value read from an engine.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// An entry of a column family, as [`Engine::dump`] returns it.
+pub type CfEntry = (Cf, Vec<u8>, Vec<u8>);
+
 /// An ordered byte store with column families.
 ///
 /// Laws every engine keeps (checked by the shared conformance suite in this module's tests):
@@ -171,6 +188,10 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Applies a batch atomically; with `sync`, returns only once it is durable.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+
+    /// Reads every entry of `cfs` as of one point in time (later writes are not seen), in
+    /// column family then key order.
+    fn dump(&self, cfs: &[Cf]) -> Result<Vec<CfEntry>>;
 }
 
 #[cfg(test)]
@@ -240,6 +261,15 @@ pub(crate) mod conformance {
         engine.write(b, false).expect("write");
         let all = collect(engine, Cf::Data, b"", None);
         assert_eq!(all, vec![(b"c".to_vec(), b"3".to_vec())]);
+        // A dump holds every column family asked for.
+        let dump = engine.dump(&[Cf::Data, Cf::Meta]).expect("dump");
+        assert_eq!(
+            dump,
+            vec![
+                (Cf::Data, b"c".to_vec(), b"3".to_vec()),
+                (Cf::Meta, b"a".to_vec(), b"meta".to_vec())
+            ]
+        );
     }
 
     #[test]

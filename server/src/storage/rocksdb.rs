@@ -100,6 +100,23 @@ impl Engine for RocksEngine {
         }
     }
 
+    fn dump(&self, cfs: &[Cf]) -> Result<Vec<super::CfEntry>> {
+        let snapshot = self.db.snapshot();
+        let mut out = Vec::new();
+        for cf in cfs {
+            let mut it = snapshot.raw_iterator_cf(self.handle(*cf)?);
+            it.seek_to_first();
+            while it.valid() {
+                if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    out.push((*cf, k.to_vec(), v.to_vec()));
+                }
+                it.next();
+            }
+            it.status().map_err(engine_err)?;
+        }
+        Ok(out)
+    }
+
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {

@@ -27,7 +27,7 @@ use super::{Cf, Engine, ReadTier, StorageError, WriteBatch};
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Identifies a request for deduplication: `(client_id, seq)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RequestKey {
     /// The client's random id.
     pub client_id: u64,
@@ -36,7 +36,7 @@ pub struct RequestKey {
 }
 
 /// What a compare-and-set checks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Condition {
     /// The key exists at exactly this revision.
     RevisionEquals(Revision),
@@ -47,7 +47,7 @@ pub enum Condition {
 }
 
 /// A change to the store, applied by the writer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Sets `key` to `value`.
     Put {
@@ -71,15 +71,31 @@ pub enum Command {
         request: Option<RequestKey>,
     },
     /// Creates a namespace with a validated, defaults-filled spec.
-    CreateNamespace { spec: NamespaceSpec },
+    CreateNamespace {
+        #[serde(with = "spec_codec")]
+        spec: NamespaceSpec,
+    },
     /// Drops a namespace and every key in it.
     DropNamespace { name: String },
     /// Removes dedup records applied before `before_ms` (Unix milliseconds).
     SweepDedup { before_ms: u64 },
 }
 
+/// A command with the position and time it was ordered at: with replication, the log index
+/// of its entry and the primary's clock when it proposed it, so that every replica applies it
+/// identically.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamped {
+    /// The change.
+    pub command: Command,
+    /// The revision it takes; greater than every revision applied before it.
+    pub revision: Revision,
+    /// Unix milliseconds at which it was ordered (stamps dedup records).
+    pub at_ms: u64,
+}
+
 /// The current state of a key as a compare-and-set saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Current {
     /// The value.
     pub value: Bytes,
@@ -88,7 +104,7 @@ pub struct Current {
 }
 
 /// The result of applying a [`Command`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// A put took revision `revision`.
     Put { revision: Revision },
@@ -134,14 +150,35 @@ pub enum ApplyError {
 }
 
 /// A namespace as the store knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NamespaceMeta {
     /// Its numeric id, the prefix of its stored keys.
     pub id: NamespaceId,
     /// Its spec with every default filled in.
+    #[serde(with = "spec_codec")]
     pub spec: NamespaceSpec,
     /// Its latest durable revision.
     pub revision: Revision,
+}
+
+/// Serde for the protobuf `NamespaceSpec`: its protobuf encoding as bytes.
+mod spec_codec {
+    use dialkv_proto::v1::NamespaceSpec;
+    use prost::Message;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(spec: &NamespaceSpec, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&spec.encode_to_vec())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NamespaceSpec, D::Error> {
+        let bytes = serde_bytes_vec(d)?;
+        NamespaceSpec::decode(&bytes[..]).map_err(serde::de::Error::custom)
+    }
+
+    fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Vec::<u8>::deserialize(d)
+    }
 }
 
 /// A stored catalog entry (prost-encoded in the meta column family).
@@ -194,21 +231,10 @@ fn dedup_time_key(at_ms: u64, r: RequestKey) -> Vec<u8> {
 }
 
 /// Store settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct StoreOptions {
     /// How many revisions of history to keep readable behind the newest (0: only the newest).
     pub retain_revisions: u64,
-    /// The replica count of the `default` namespace created on a fresh store.
-    pub default_replicas: u32,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            retain_revisions: 0,
-            default_replicas: 1,
-        }
-    }
 }
 
 /// The namespaces, by name.
@@ -220,8 +246,9 @@ pub struct Store {
     catalog: RwLock<Catalog>,
     next_ns_id: RwLock<NamespaceId>,
     options: StoreOptions,
-    /// Counts installed groups, so that a reader waiting for a revision wakes when one lands.
-    installed: tokio::sync::watch::Sender<u64>,
+    /// The newest applied revision (the Raft log index of the last applied entry), so that a
+    /// reader waiting for a revision wakes when it lands.
+    applied: tokio::sync::watch::Sender<Revision>,
 }
 
 impl std::fmt::Debug for Store {
@@ -274,63 +301,28 @@ impl Store {
     /// Opens the store over `engine`, recovering the catalog from it alone; creates the
     /// `default` namespace on a fresh engine.
     pub fn open(engine: Arc<dyn Engine>, options: StoreOptions) -> Result<Self, StorageError> {
-        let mut catalog = Catalog::new();
-        let (lo, hi) = keys::catalog_range();
-        let mut records = Vec::new();
-        engine.scan(Cf::Meta, &lo, Some(&hi), ReadTier::Any, &mut |k, v| {
-            records.push((k.to_vec(), v.to_vec()));
-            true
-        })?;
-        for (k, v) in records {
-            let corrupt = |reason: String| StorageError::Corrupt {
-                cf: Cf::Meta,
-                reason,
-            };
-            let rec = CatalogRecord::decode(&v[..]).map_err(|e| corrupt(e.to_string()))?;
-            let spec = rec
-                .spec
-                .ok_or_else(|| corrupt(format!("catalog entry {k:?} has no spec")))?;
-            let revision = match engine.get(Cf::Meta, &keys::revision_key(rec.id))? {
-                Some(b) => u64::from_be_bytes(
-                    b.as_slice()
-                        .try_into()
-                        .map_err(|_| corrupt("bad revision".into()))?,
-                ),
-                None => 0,
-            };
-            catalog.insert(
-                spec.name.clone(),
-                NamespaceMeta {
-                    id: rec.id,
-                    spec,
-                    revision,
-                },
-            );
-        }
-        let next_ns_id = match engine.get(Cf::Meta, keys::NEXT_NAMESPACE_ID)? {
-            Some(b) => {
-                u32::from_be_bytes(b.as_slice().try_into().map_err(|_| StorageError::Corrupt {
-                    cf: Cf::Meta,
-                    reason: "bad next namespace id".into(),
-                })?)
-            }
-            None => 1,
-        };
+        let (catalog, next_ns_id) = load_catalog(&*engine)?;
         let store = Self {
             engine,
             catalog: RwLock::new(catalog),
             next_ns_id: RwLock::new(next_ns_id),
             options,
-            installed: tokio::sync::watch::Sender::new(0),
+            applied: tokio::sync::watch::Sender::new(0),
         };
         if store.namespace(DEFAULT_NAMESPACE).is_none() {
             let spec = NamespaceSpec {
                 name: DEFAULT_NAMESPACE.to_string(),
                 protocol: dialkv_proto::v1::Protocol::PrimaryBackup as i32,
-                replicas: options.default_replicas,
+                // Every replica of the cluster, whatever its size: the same on every replica.
+                replicas: 0,
                 ..Default::default()
             };
-            let group = store.apply_group(vec![Command::CreateNamespace { spec }], 0);
+            let create = Stamped {
+                command: Command::CreateNamespace { spec },
+                revision: 0,
+                at_ms: 0,
+            };
+            let group = store.apply_group(vec![create]);
             store.engine.write(group.batch, true)?;
             store.install(group.delta);
         }
@@ -440,10 +432,10 @@ impl Store {
         Ok(ScanPage { items, more })
     }
 
-    /// Turns `commands` into one batch. `now_ms` (Unix milliseconds) stamps dedup records.
+    /// Turns `commands` into one batch.
     /// Called by the writer thread only: the outcomes assume no other change lands between
     /// this call and the write of the batch.
-    pub fn apply_group(&self, commands: Vec<Command>, now_ms: u64) -> AppliedGroup {
+    pub fn apply_group(&self, commands: Vec<Stamped>) -> AppliedGroup {
         let mut g = Group {
             store: self,
             batch: WriteBatch::new(),
@@ -452,9 +444,17 @@ impl Store {
             dedup: HashMap::new(),
             catalog: None,
             next_ns_id: None,
-            now_ms,
+            now_ms: 0,
+            revision: 0,
         };
-        let results = commands.into_iter().map(|c| g.apply(c)).collect();
+        let results = commands
+            .into_iter()
+            .map(|c| {
+                g.now_ms = c.at_ms;
+                g.revision = c.revision;
+                g.apply(c.command)
+            })
+            .collect();
         AppliedGroup {
             batch: g.batch,
             results,
@@ -473,13 +473,82 @@ impl Store {
         if let Some(id) = delta.next_ns_id {
             *self.next_ns_id.write().expect("next id lock poisoned") = id;
         }
-        self.installed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// A receiver that changes each time a group of changes becomes visible.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.installed.subscribe()
+    /// Records that every revision up to `revision` is applied and visible.
+    pub fn set_applied(&self, revision: Revision) {
+        self.applied.send_if_modified(|r| {
+            let newer = revision > *r;
+            *r = (*r).max(revision);
+            newer
+        });
     }
+
+    /// The newest applied revision.
+    pub fn applied(&self) -> Revision {
+        *self.applied.borrow()
+    }
+
+    /// A receiver of the newest applied revision, to wait for one.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision> {
+        self.applied.subscribe()
+    }
+
+    /// Reloads the catalog from the engine, after the state machine was replaced wholesale
+    /// (a snapshot was installed).
+    pub fn reload(&self) -> Result<(), StorageError> {
+        let (catalog, next) = load_catalog(&*self.engine)?;
+        *self.catalog.write().expect("catalog lock poisoned") = catalog;
+        *self.next_ns_id.write().expect("next id lock poisoned") = next;
+        Ok(())
+    }
+}
+
+/// Reads the namespace catalog and the next namespace id from the meta column family.
+fn load_catalog(engine: &dyn Engine) -> Result<(Catalog, NamespaceId), StorageError> {
+    let mut catalog = Catalog::new();
+    let (lo, hi) = keys::catalog_range();
+    let mut records = Vec::new();
+    engine.scan(Cf::Meta, &lo, Some(&hi), ReadTier::Any, &mut |k, v| {
+        records.push((k.to_vec(), v.to_vec()));
+        true
+    })?;
+    for (k, v) in records {
+        let corrupt = |reason: String| StorageError::Corrupt {
+            cf: Cf::Meta,
+            reason,
+        };
+        let rec = CatalogRecord::decode(&v[..]).map_err(|e| corrupt(e.to_string()))?;
+        let spec = rec
+            .spec
+            .ok_or_else(|| corrupt(format!("catalog entry {k:?} has no spec")))?;
+        let revision = match engine.get(Cf::Meta, &keys::revision_key(rec.id))? {
+            Some(b) => u64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("bad revision".into()))?,
+            ),
+            None => 0,
+        };
+        catalog.insert(
+            spec.name.clone(),
+            NamespaceMeta {
+                id: rec.id,
+                spec,
+                revision,
+            },
+        );
+    }
+    let next_ns_id = match engine.get(Cf::Meta, keys::NEXT_NAMESPACE_ID)? {
+        Some(b) => {
+            u32::from_be_bytes(b.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                cf: Cf::Meta,
+                reason: "bad next namespace id".into(),
+            })?)
+        }
+        None => 1,
+    };
+    Ok((catalog, next_ns_id))
 }
 
 fn latest(
@@ -534,7 +603,9 @@ struct Group<'a> {
     /// The catalog as changed by this group, if it changed it.
     catalog: Option<Catalog>,
     next_ns_id: Option<NamespaceId>,
+    /// The time and revision of the command being applied.
     now_ms: u64,
+    revision: Revision,
 }
 
 const KIND_PUT: u32 = 1;
@@ -675,12 +746,12 @@ impl Group<'_> {
         value: Option<Bytes>,
     ) -> Result<Revision, ApplyError> {
         let retain = self.store.options.retain_revisions;
+        let revision = self.revision;
         let ns_meta = self
             .catalog()
             .get_mut(&meta.spec.name)
             .expect("namespace was looked up in this group");
-        ns_meta.revision += 1;
-        let revision = ns_meta.revision;
+        ns_meta.revision = revision;
         let ns = ns_meta.id;
         self.batch.put(
             Cf::Meta,
@@ -789,12 +860,12 @@ impl Group<'_> {
         self.batch.put(
             Cf::Meta,
             keys::revision_key(id),
-            0u64.to_be_bytes().to_vec(),
+            self.revision.to_be_bytes().to_vec(),
         );
         let meta = NamespaceMeta {
             id,
             spec,
-            revision: 0,
+            revision: self.revision,
         };
         self.catalog().insert(meta.spec.name.clone(), meta.clone());
         Ok(Outcome::Created(meta))
@@ -897,8 +968,24 @@ mod tests {
     use crate::storage::rocksdb::RocksEngine;
     use proptest::prelude::*;
 
+    /// Applies `commands` at the revisions after the newest one, at time 1000 ms.
     fn apply(store: &Store, commands: Vec<Command>) -> Vec<Result<Outcome, ApplyError>> {
-        let group = store.apply_group(commands, 1_000);
+        let base = store
+            .namespaces()
+            .iter()
+            .map(|m| m.revision)
+            .max()
+            .unwrap_or(0);
+        let stamped = commands
+            .into_iter()
+            .zip(base + 1..)
+            .map(|(command, revision)| Stamped {
+                command,
+                revision,
+                at_ms: 1_000,
+            })
+            .collect();
+        let group = store.apply_group(stamped);
         store.engine.write(group.batch, true).expect("write");
         store.install(group.delta);
         group.results
@@ -1013,7 +1100,6 @@ mod tests {
     fn retained_history_is_readable_and_collected_behind_the_window() {
         let options = StoreOptions {
             retain_revisions: 2,
-            default_replicas: 1,
         };
         let store = Store::open(Arc::new(MemoryEngine::new()), options).expect("open");
         let ns = ns_id(&store);
@@ -1111,7 +1197,7 @@ mod tests {
         #[test]
         fn store_matches_a_btreemap_model(steps in proptest::collection::vec(step(), 1..60), retain in 0u64..4) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let options = StoreOptions { retain_revisions: retain, default_replicas: 1 };
+            let options = StoreOptions { retain_revisions: retain };
             let open = || {
                 let engine = RocksEngine::open(dir.path()).expect("open engine");
                 Store::open(Arc::new(engine), options).expect("open store")

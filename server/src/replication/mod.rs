@@ -1,0 +1,431 @@
+//! Primary-backup replication on openraft: one Raft group per cluster whose leader is the
+//! primary (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm").
+//!
+//! - [`types`]: what a log entry carries ([`types::Request`]) and what applying it returns;
+//! - [`log_store`]: the log and Raft's durable state in the storage engine;
+//! - [`state_machine`]: the versioned keyspace driven by committed entries, and snapshots;
+//! - [`network`]: Raft RPCs between replicas over gRPC, and follower freshness tracking;
+//! - [`Replica`]: the handle the services use: writes through the log, read barriers,
+//!   staleness, membership and status.
+//!
+//! The whole cluster is one Raft group for now: every primary-backup namespace shares its log,
+//! so a namespace's revisions are log indexes (increasing, not contiguous). `ARCHITECTURE.md`
+//! says why and what per-namespace groups will need.
+
+// openraft's `StorageError` is large and its trait methods return it; boxing it is not ours.
+#[allow(clippy::result_large_err)]
+pub mod log_store;
+pub mod network;
+#[allow(clippy::result_large_err)]
+pub mod state_machine;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
+
+use self::log_store::LogStore;
+use self::network::{Freshness, NetworkFactory, Peers};
+use self::state_machine::StateMachine;
+use self::types::{NodeId, Request, Response, TypeConfig};
+use crate::storage::store::{ApplyError, Command, Outcome, Store};
+use crate::storage::writer::Writer;
+
+/// How a replica joins its cluster when it starts on an empty log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// A cluster of one: it initializes itself.
+    Single,
+    /// A cluster of the given members: the one with the lowest id initializes it with all of
+    /// them; the others wait to be contacted.
+    Members(BTreeMap<NodeId, String>),
+    /// An existing cluster: it waits to be added (`dialctl cluster add`).
+    Join,
+}
+
+/// Replication settings.
+#[derive(Clone, Debug)]
+pub struct ReplicationOptions {
+    /// The Raft heartbeat interval, also the AppendEntries timeout.
+    pub heartbeat: Duration,
+    /// Elections start after a random time in `[election_min, 2 × election_min)` without a
+    /// heartbeat.
+    pub election_min: Duration,
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// How long a write waits to commit before its outcome is reported unknown.
+    pub commit_timeout: Duration,
+    /// Test only: answer LINEARIZABLE reads at the primary without confirming leadership, so
+    /// that the fault-injection harness can prove it catches stale reads.
+    pub unsafe_stale_linearizable_reads: bool,
+}
+
+impl Default for ReplicationOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(150),
+            election_min: Duration::from_millis(1000),
+            snapshot_every: 10_000,
+            commit_timeout: Duration::from_secs(10),
+            unsafe_stale_linearizable_reads: false,
+        }
+    }
+}
+
+/// Why a replicated operation did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// This replica is not the primary; `leader` is the primary if one is known.
+    #[error("replica {me} is not the primary{}", leader.as_ref().map(|(id, addr)| format!("; the primary is replica {id} at {addr}")).unwrap_or_default())]
+    NotLeader {
+        me: NodeId,
+        leader: Option<(NodeId, String)>,
+    },
+    /// The command was refused; nothing was written.
+    #[error(transparent)]
+    Refused(ApplyError),
+    /// The write did not commit in time: it may still commit.
+    #[error("the write did not commit within {0:?}; it may or may not take effect")]
+    CommitTimeout(Duration),
+    /// The primary could not confirm its leadership with a quorum (it may be partitioned).
+    #[error("the primary could not reach a quorum: {0}")]
+    NoQuorum(String),
+    /// A membership change is refused.
+    #[error("{0}")]
+    Membership(String),
+    /// Raft stopped (storage failure or shutdown).
+    #[error("replication stopped: {0}")]
+    Stopped(String),
+}
+
+/// One replica's Raft group and what the services need from it.
+#[derive(Clone)]
+pub struct Replica {
+    /// This replica's id.
+    pub id: NodeId,
+    raft: Raft<TypeConfig>,
+    store: Arc<Store>,
+    peers: Arc<Peers>,
+    freshness: Arc<Freshness>,
+    options: ReplicationOptions,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Replica {
+    /// Starts the Raft group of replica `id` (advertised at `address`) over `store`, and
+    /// bootstraps the cluster if its log is empty.
+    pub async fn start(
+        id: NodeId,
+        address: String,
+        bootstrap: Bootstrap,
+        store: Arc<Store>,
+        writer: Writer,
+        options: ReplicationOptions,
+    ) -> anyhow::Result<Replica> {
+        let heartbeat = options.heartbeat.as_millis() as u64;
+        let election = options.election_min.as_millis() as u64;
+        let config = Config {
+            cluster_name: "dialkv".into(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: 2 * election,
+            install_snapshot_timeout: 30_000,
+            snapshot_max_chunk_size: 1 << 20,
+            max_payload_entries: 64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: options.snapshot_every.clamp(1, 1000),
+            purge_batch_size: 64,
+            ..Default::default()
+        }
+        .validate()?;
+        let overrides = match &bootstrap {
+            Bootstrap::Members(m) => m.clone(),
+            _ => BTreeMap::new(),
+        };
+        let peers = Arc::new(Peers::new(id, overrides));
+        let freshness = Arc::new(Freshness::default());
+        let log = LogStore::new(store.engine().clone(), writer.clone());
+        let sm = StateMachine::new(store.clone(), writer);
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            NetworkFactory::new(peers.clone()),
+            log,
+            sm,
+        )
+        .await?;
+        let replica = Replica {
+            id,
+            raft,
+            store,
+            peers,
+            freshness,
+            options,
+        };
+        replica.bootstrap(address, bootstrap).await?;
+        Ok(replica)
+    }
+
+    async fn bootstrap(&self, address: String, bootstrap: Bootstrap) -> anyhow::Result<()> {
+        if self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, BasicNode> = match bootstrap {
+            Bootstrap::Join => return Ok(()),
+            Bootstrap::Single => BTreeMap::from([(self.id, BasicNode::new(address))]),
+            Bootstrap::Members(m) => {
+                if m.keys().next() != Some(&self.id) {
+                    // The lowest id initializes; this replica waits to hear from it.
+                    return Ok(());
+                }
+                m.into_iter()
+                    .map(|(id, addr)| (id, BasicNode::new(addr)))
+                    .collect()
+            }
+        };
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("bootstrapping the cluster: {e}")),
+        }
+    }
+
+    /// The Raft handle (for the peer service).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The freshness tracker (for the peer service).
+    pub fn freshness(&self) -> &Arc<Freshness> {
+        &self.freshness
+    }
+
+    /// The peer addresses and channels.
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
+    /// The primary as this replica knows it, with its address.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader).cloned();
+        let addr = self.peers.address(leader, node.as_ref())?;
+        Some((leader, addr))
+    }
+
+    /// Whether this replica believes it is the primary.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    fn not_leader(&self) -> ReplicaError {
+        ReplicaError::NotLeader {
+            me: self.id,
+            leader: self.leader().filter(|(id, _)| *id != self.id),
+        }
+    }
+
+    /// Orders `command` through the log and returns its outcome once it is committed and
+    /// applied here.
+    pub async fn write(&self, command: Command) -> Result<Outcome, ReplicaError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let request = Request {
+            command,
+            at_ms: now_ms(),
+        };
+        let timeout = self.options.commit_timeout;
+        let written = tokio::time::timeout(timeout, self.raft.client_write(request))
+            .await
+            .map_err(|_| ReplicaError::CommitTimeout(timeout))?;
+        match written {
+            Ok(reply) => match reply.data {
+                Response::Applied(outcome) => Ok(outcome),
+                Response::Refused(r) => Err(ReplicaError::Refused(r.into())),
+                Response::None => Err(ReplicaError::Stopped(
+                    "a command entry applied as blank".into(),
+                )),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(self.not_leader())
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ReplicaError::Membership(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(ReplicaError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Waits until a read here sees every write committed before the call: the primary
+    /// confirms its leadership with a quorum (ReadIndex, Raft §6.4) and applies up to the
+    /// commit index. Fails at a replica that is not the primary.
+    pub async fn linearizable_barrier(&self) -> Result<(), ReplicaError> {
+        if self.options.unsafe_stale_linearizable_reads && self.is_leader() {
+            return Ok(());
+        }
+        match tokio::time::timeout(self.options.commit_timeout, self.raft.ensure_linearizable())
+            .await
+        {
+            Err(_) => Err(ReplicaError::NoQuorum(format!(
+                "no quorum confirmed the primary within {:?}",
+                self.options.commit_timeout
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(e))) => match e {
+                openraft::error::CheckIsLeaderError::ForwardToLeader(_) => Err(self.not_leader()),
+                openraft::error::CheckIsLeaderError::QuorumNotEnough(q) => {
+                    Err(ReplicaError::NoQuorum(q.to_string()))
+                }
+            },
+            Ok(Err(RaftError::Fatal(e))) => Err(ReplicaError::Stopped(e.to_string())),
+        }
+    }
+
+    /// How far behind the primary this replica is known to be: (versions, time). The primary
+    /// itself is current as of its last quorum acknowledgement.
+    pub fn lag(&self) -> (u64, Option<Duration>) {
+        let m = self.raft.metrics().borrow().clone();
+        let applied = self.store.applied();
+        if m.state == ServerState::Leader {
+            let since_ack = m.millis_since_quorum_ack.map(Duration::from_millis);
+            let single = m.membership_config.membership().voter_ids().count() <= 1;
+            return (
+                0,
+                if single {
+                    Some(Duration::ZERO)
+                } else {
+                    since_ack
+                },
+            );
+        }
+        let commit = self.freshness.commit();
+        (
+            commit.saturating_sub(applied),
+            self.freshness.staleness(applied),
+        )
+    }
+
+    /// Adds replica `id` at `address`: as a learner until it has caught up, then as a voter.
+    pub async fn add_node(
+        &self,
+        id: NodeId,
+        address: String,
+        timeout: Duration,
+    ) -> Result<(), ReplicaError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let learner = tokio::time::timeout(
+            timeout,
+            self.raft.add_learner(id, BasicNode::new(address), true),
+        )
+        .await
+        .map_err(|_| {
+            ReplicaError::Membership(format!("replica {id} did not catch up within {timeout:?}"))
+        })?;
+        self.membership_result(learner)?;
+        let change = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await;
+        self.membership_result(change)
+    }
+
+    /// Removes replica `id` from the voters and the cluster.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), ReplicaError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let voters: BTreeSet<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(ReplicaError::Membership(
+                    "the last voter cannot be removed".into(),
+                ));
+            }
+            let change = self
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await;
+            self.membership_result(change)?;
+        }
+        let nodes = self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await;
+        self.membership_result(nodes)
+    }
+
+    fn membership_result<T>(
+        &self,
+        r: Result<T, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>,
+    ) -> Result<(), ReplicaError> {
+        match r {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(self.not_leader())
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ReplicaError::Membership(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(ReplicaError::Stopped(e.to_string())),
+        }
+    }
+
+    /// The voters and learners of the current membership.
+    pub fn members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        (
+            membership.voter_ids().collect(),
+            membership.learner_ids().collect(),
+        )
+    }
+
+    /// Every member with its address.
+    pub fn member_addresses(&self) -> Vec<(NodeId, Option<String>)> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, self.peers.address(*id, Some(node))))
+            .collect()
+    }
+
+    /// The local Raft metrics.
+    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Stops the Raft group.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "stopping raft");
+        }
+    }
+}
