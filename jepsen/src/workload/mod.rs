@@ -234,7 +234,7 @@ impl Generator {
     /// Returns the default live keys and operations per key of a workload.
     pub fn defaults(kind: WorkloadKind) -> (usize, u32) {
         match kind {
-            WorkloadKind::Register => (4, 150),
+            WorkloadKind::Register => (4, 80),
             WorkloadKind::ListAppend | WorkloadKind::Session => (4, 300),
             WorkloadKind::Set => (1, 2000),
         }
