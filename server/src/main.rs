@@ -1,5 +1,7 @@
 //! The `dialkv` binary: `dialkv serve` runs one replica.
 
+mod dev;
+
 use clap::{Parser, Subcommand};
 use dialkv_server::config::{Config, ServeArgs};
 use tracing_subscriber::EnvFilter;
@@ -25,6 +27,8 @@ enum LogFormat {
 enum Cmd {
     /// Runs a replica until SIGTERM or SIGINT, then finishes in-flight requests and stops.
     Serve(ServeArgs),
+    /// Runs a local cluster of real replica processes on 127.0.0.1 until Ctrl-C or SIGTERM.
+    Dev(dev::DevArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +42,12 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     match cli.command {
+        Cmd::Dev(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(dev::run(args, shutdown_signal()))
+        }
         Cmd::Serve(args) => {
             let config = Config::resolve(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
