@@ -52,6 +52,7 @@ pub struct TestServer {
     pub admin: SocketAddr,
     extra: Vec<String>,
     log: PathBuf,
+    id: u64,
 }
 
 impl TestServer {
@@ -60,12 +61,12 @@ impl TestServer {
         Self::start_with(dir, &[])
     }
 
-    /// Starts a server with extra `dialkv serve` flags.
-    pub fn start_with(dir: &Path, extra: &[&str]) -> anyhow::Result<TestServer> {
+    /// Starts a server with replica id `id` and extra `dialkv serve` flags.
+    pub fn start_with_id(dir: &Path, id: u64, extra: &[&str]) -> anyhow::Result<TestServer> {
         let data_dir = dir.join("data");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let log = dir.join("server.log");
-        let (child, addr, admin) = spawn(&data_dir, &extra, &log, None)?;
+        let (child, addr, admin) = spawn(id, &data_dir, &extra, &log, None)?;
         Ok(TestServer {
             child: Some(child),
             data_dir,
@@ -73,6 +74,24 @@ impl TestServer {
             admin,
             extra,
             log,
+            id,
+        })
+    }
+
+    /// Starts a server with extra `dialkv serve` flags.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> anyhow::Result<TestServer> {
+        let data_dir = dir.join("data");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let log = dir.join("server.log");
+        let (child, addr, admin) = spawn(1, &data_dir, &extra, &log, None)?;
+        Ok(TestServer {
+            child: Some(child),
+            data_dir,
+            addr,
+            admin,
+            extra,
+            log,
+            id: 1,
         })
     }
 
@@ -144,6 +163,7 @@ impl TestServer {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         let (child, addr, admin) = spawn(
+            self.id,
             &self.data_dir,
             &self.extra,
             &self.log,
@@ -168,6 +188,7 @@ impl Drop for TestServer {
 }
 
 fn spawn(
+    id: u64,
     data_dir: &Path,
     extra: &[String],
     log: &Path,
@@ -182,16 +203,8 @@ fn spawn(
         .append(true)
         .open(log)?;
     let mut child = Command::new(binary("dialkv"))
-        .args([
-            "serve",
-            "--id",
-            "1",
-            "--listen",
-            &listen,
-            "--admin",
-            &admin,
-            "--data-dir",
-        ])
+        .args(["serve", "--id", &id.to_string(), "--listen", &listen])
+        .args(["--admin", &admin, "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .env("RUST_LOG", "info")
@@ -235,6 +248,151 @@ fn spawn(
         }
     }
     Ok((child, grpc.expect("set above"), http.expect("set above")))
+}
+
+/// A cluster of real replica processes on loopback, started with `--peers`.
+pub struct TestCluster {
+    /// The replicas, by position (replica id = position + 1).
+    pub nodes: Vec<TestServer>,
+    /// The `--peers` value every replica was started with.
+    pub peers: String,
+}
+
+/// Free loopback ports: bound and released at once (the OS does not hand them out again
+/// right away).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
+}
+
+impl TestCluster {
+    /// Starts `n` replicas under `dir`, each with `extra` flags, and waits for a primary.
+    pub async fn start(dir: &Path, n: usize, extra: &[&str]) -> anyhow::Result<TestCluster> {
+        let ports = free_ports(2 * n);
+        let peers: Vec<String> = (0..n)
+            .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[i]))
+            .collect();
+        let peers = peers.join(",");
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let node_dir = dir.join(format!("n{}", i + 1));
+            std::fs::create_dir_all(&node_dir)?;
+            let mut args: Vec<String> = vec!["--peers".into(), peers.clone()];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let data_dir = node_dir.join("data");
+            let log = node_dir.join("server.log");
+            let addr: SocketAddr = format!("127.0.0.1:{}", ports[i]).parse()?;
+            let admin: SocketAddr = format!("127.0.0.1:{}", ports[n + i]).parse()?;
+            let (child, addr, admin) =
+                spawn((i + 1) as u64, &data_dir, &args, &log, Some((addr, admin)))?;
+            nodes.push(TestServer {
+                child: Some(child),
+                data_dir,
+                addr,
+                admin,
+                extra: args,
+                log,
+                id: (i + 1) as u64,
+            });
+        }
+        let cluster = TestCluster { nodes, peers };
+        cluster.leader(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    /// The replica with id `id`.
+    pub fn node(&mut self, id: u64) -> &mut TestServer {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// Waits until a running replica reports a primary that is running too, and returns its
+    /// id.
+    pub async fn leader(&self, deadline: Duration) -> anyhow::Result<u64> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+                if let Some(id) = n.status_leader().await {
+                    if self
+                        .nodes
+                        .get((id - 1) as usize)
+                        .is_some_and(|l| l.child.is_some())
+                    {
+                        return Ok(id);
+                    }
+                }
+            }
+            if tokio::time::Instant::now() > until {
+                bail!("no primary within {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until a primary other than `old` is elected, asking only replicas other than
+    /// `old`.
+    pub async fn new_leader(&self, old: u64, deadline: Duration) -> anyhow::Result<u64> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            for n in self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some() && n.id != old)
+            {
+                if let Some(id) = n.status_leader().await {
+                    if id != old {
+                        return Ok(id);
+                    }
+                }
+            }
+            if tokio::time::Instant::now() > until {
+                bail!("no new primary within {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl TestServer {
+    /// This replica's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The primary this replica knows of, asked with a short deadline.
+    pub async fn status_leader(&self) -> Option<u64> {
+        let status = self.node_status().await?;
+        (status.leader_id != 0).then_some(status.leader_id)
+    }
+
+    /// This replica's own status, asked with a short deadline.
+    pub async fn node_status(&self) -> Option<v1::NodeStatus> {
+        let endpoint = Channel::from_shared(self.endpoint())
+            .ok()?
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_millis(500));
+        let channel = endpoint.connect().await.ok()?;
+        let mut client = v1::cluster_client::ClusterClient::new(channel);
+        let reply = client
+            .get_node_status(v1::NodeStatusRequest {})
+            .await
+            .ok()?;
+        Some(reply.into_inner())
+    }
 }
 
 /// Waits until `check` returns true, polling every 20 ms, or fails after `deadline`.

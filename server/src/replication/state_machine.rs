@@ -283,6 +283,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.store
             .reload()
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
         if let Some(l) = meta.last_log_id {
             self.store.set_applied(l.index);
         }
