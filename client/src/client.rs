@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,18 +23,24 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, ErrorStatus};
 use crate::options::CallOptions;
-use crate::proto::{self, kv_client::KvClient, namespaces_client::NamespacesClient};
+use crate::proto::{
+    self, cluster_client::ClusterClient, kv_client::KvClient, namespaces_client::NamespacesClient,
+};
 use crate::retry::{decide, final_error, CallKind, Decision, RetryPolicy};
+use crate::routing::{self, Route, Step};
 use crate::session::{Session, SessionGuarantees, SessionState};
 use crate::types::{
-    CasAction, CasOutput, Condition, DeleteOutput, Entry, GetOutput, NamespaceInfo, NamespaceSpec,
-    PutOutput, ResponseMeta, ScanPage, ScanRange, Version,
+    CasAction, CasOutput, ClusterStatus, Condition, DeleteOutput, Entry, GetOutput, Membership,
+    NamespaceInfo, NamespaceSpec, PutOutput, ResponseMeta, ScanPage, ScanRange, Version,
 };
 
 /// The namespace calls use when their options name none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 /// The per-call timeout when the builder sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The per-call timeout of [`Client::add_node`] when its options set none: the server lets
+/// a new replica catch up for 120 s, and a backup forwarding the call waits 15 s more.
+pub const ADD_NODE_TIMEOUT: Duration = Duration::from_secs(150);
 /// The connect timeout when the builder sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -46,10 +52,18 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    endpoints: Vec<Slot>,
-    /// The endpoint calls start at; moved on when one answers UNAVAILABLE, so later calls do
-    /// not keep knocking at a replica that is down.
-    preferred: AtomicUsize,
+    /// The endpoints: those the client was built with, then primaries learned from
+    /// `NOT_LEADER` answers (at most [`routing::MAX_ENDPOINTS`]). Only ever grows, so an
+    /// index stays valid.
+    endpoints: RwLock<Vec<Arc<Slot>>>,
+    /// The endpoint writes and LINEARIZABLE reads start at: the one that last served a
+    /// write, or the one a primary-bound call last moved to (a `NOT_LEADER` hint, or away
+    /// from a replica that failed).
+    primary: AtomicUsize,
+    /// The round-robin counter of reads that any replica may serve.
+    ticket: AtomicUsize,
+    /// The connect timeout of endpoints added later.
+    connect_timeout: Duration,
     namespace: String,
     timeout: Duration,
     retry: RetryPolicy,
@@ -59,14 +73,72 @@ struct Inner {
     seq: AtomicU64,
 }
 
+impl Inner {
+    fn endpoints(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Slot>>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many endpoints there are (at least 1).
+    fn len(&self) -> usize {
+        self.endpoints().len().max(1)
+    }
+
+    /// The endpoint at `index` (wrapped into the list).
+    fn slot(&self, index: usize) -> Option<Arc<Slot>> {
+        let endpoints = self.endpoints();
+        let n = endpoints.len().max(1);
+        endpoints.get(index % n).cloned()
+    }
+
+    /// The addresses of the endpoints, in order.
+    fn addresses(&self) -> Vec<String> {
+        self.endpoints().iter().map(|s| s.address.clone()).collect()
+    }
+
+    /// The index of the endpoint at `address`, added if it is not in the list yet. `None`
+    /// when the address does not parse or the list is full.
+    fn add_endpoint(&self, address: &str) -> Option<usize> {
+        let mut endpoints = self
+            .endpoints
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = endpoints
+            .iter()
+            .position(|s| routing::same_address(&s.address, address))
+        {
+            return Some(i);
+        }
+        if endpoints.len() >= routing::MAX_ENDPOINTS {
+            return None;
+        }
+        let slot = Slot::new(address, self.connect_timeout).ok()?;
+        endpoints.push(Arc::new(slot));
+        Some(endpoints.len() - 1)
+    }
+}
+
 /// One endpoint and its channel, created on first use.
 #[derive(Debug)]
 struct Slot {
+    /// The address as given (or as a `NOT_LEADER` answer named it).
+    address: String,
     endpoint: Endpoint,
     channel: OnceLock<Channel>,
 }
 
 impl Slot {
+    fn new(address: &str, connect_timeout: Duration) -> Result<Slot, Error> {
+        Ok(Slot {
+            address: address.trim().to_string(),
+            endpoint: parse_endpoint(address)?
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true),
+            channel: OnceLock::new(),
+        })
+    }
+
     fn channel(&self) -> Channel {
         self.channel
             .get_or_init(|| self.endpoint.connect_lazy())
@@ -147,18 +219,18 @@ impl ClientBuilder {
         if self.endpoints.is_empty() {
             return Err(Error::NoEndpoints);
         }
-        let endpoints = self
-            .endpoints
-            .iter()
-            .map(|e| {
-                Ok(Slot {
-                    endpoint: parse_endpoint(e)?
-                        .connect_timeout(self.connect_timeout)
-                        .tcp_nodelay(true),
-                    channel: OnceLock::new(),
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+        let mut endpoints: Vec<Arc<Slot>> = Vec::new();
+        for e in &self.endpoints {
+            let slot = Slot::new(e, self.connect_timeout)?;
+            // A repeated endpoint would only skew the round robin.
+            if !endpoints
+                .iter()
+                .any(|s| routing::same_address(&s.address, &slot.address))
+            {
+                endpoints.push(Arc::new(slot));
+            }
+        }
+        endpoints.truncate(routing::MAX_ENDPOINTS);
         // Sequence numbers start at 1: (client_id, 0) would read as "not deduplicated" if
         // client_id were ever 0.
         let client_id = loop {
@@ -169,8 +241,11 @@ impl ClientBuilder {
         };
         Ok(Client {
             inner: Arc::new(Inner {
-                endpoints,
-                preferred: AtomicUsize::new(0),
+                endpoints: RwLock::new(endpoints),
+                primary: AtomicUsize::new(0),
+                // Clients built at once should not all start their reads at one replica.
+                ticket: AtomicUsize::new(rand::random::<u16>().into()),
+                connect_timeout: self.connect_timeout,
                 namespace: self.namespace,
                 timeout: self.timeout,
                 retry: self.retry,
@@ -254,10 +329,14 @@ impl Client {
     }
 
     /// Runs one call: attempts at successive endpoints until one succeeds, the retry rules
-    /// say stop, the attempts run out, or the deadline passes.
+    /// say stop, the attempts run out, or the deadline passes. The call starts where `route`
+    /// says ([`routing::first_endpoint`]) and moves as the retry rules say
+    /// ([`routing::next_endpoint`]); a write that succeeds makes its endpoint the one later
+    /// primary-bound calls start at.
     async fn call<T, F, Fut>(
         &self,
         kind: CallKind,
+        route: Route,
         deadline: Instant,
         mut attempt: F,
     ) -> Result<T, Error>
@@ -265,24 +344,38 @@ impl Client {
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
-        let n = self.inner.endpoints.len();
-        let mut index = self.inner.preferred.load(Ordering::Relaxed) % n;
+        let inner = &self.inner;
+        let mut index = routing::first_endpoint(
+            route,
+            inner.len(),
+            inner.primary.load(Ordering::Relaxed),
+            inner.ticket.fetch_add(1, Ordering::Relaxed),
+        );
         let mut maybe_applied = false;
         let mut failed = 0u32;
         loop {
             let now = Instant::now();
             let remaining = deadline.saturating_duration_since(now);
-            let status = if remaining.is_zero() {
-                ErrorStatus::local(tonic::Code::DeadlineExceeded, "the call's deadline passed")
-            } else {
-                let channel = self.inner.endpoints[index].channel();
-                match tokio::time::timeout_at(deadline, attempt(channel, remaining)).await {
-                    Ok(Ok(reply)) => return Ok(reply),
-                    Ok(Err(status)) => ErrorStatus::from_tonic(&status),
-                    Err(_) => ErrorStatus::local(
-                        tonic::Code::DeadlineExceeded,
-                        format!("no reply within the call's deadline ({remaining:?} left at the last attempt)"),
-                    ),
+            let slot = inner.slot(index);
+            let status = match slot {
+                _ if remaining.is_zero() => {
+                    ErrorStatus::local(tonic::Code::DeadlineExceeded, "the call's deadline passed")
+                }
+                None => return Err(Error::NoEndpoints),
+                Some(slot) => {
+                    match tokio::time::timeout_at(deadline, attempt(slot.channel(), remaining)).await {
+                        Ok(Ok(reply)) => {
+                            if kind != CallKind::Read {
+                                inner.primary.store(index, Ordering::Relaxed);
+                            }
+                            return Ok(reply);
+                        }
+                        Ok(Err(status)) => ErrorStatus::from_tonic(&status),
+                        Err(_) => ErrorStatus::local(
+                            tonic::Code::DeadlineExceeded,
+                            format!("no reply within the call's deadline ({remaining:?} left at the last attempt)"),
+                        ),
+                    }
                 }
             };
             failed += 1;
@@ -292,24 +385,39 @@ impl Client {
                 attempt = failed,
                 code = ?status.code(),
                 reason = status.reason(),
+                leader = status.leader_address(),
                 ?decision,
                 "dialkv call failed"
             );
-            let rotate = match decision {
-                Decision::Retry { rotate } if failed < self.inner.retry.attempts => rotate,
+            let next = match decision {
+                Decision::Retry { next } if failed < inner.retry.attempts => next,
                 _ => return Err(final_error(kind, status, maybe_applied)),
             };
-            let delay = self.inner.retry.backoff(failed, status.retry_delay());
+            let delay = inner.retry.backoff(failed, status.retry_delay());
             if Instant::now() + delay >= deadline {
                 return Err(final_error(kind, status, maybe_applied));
             }
             maybe_applied |= status.write_may_have_applied();
-            if rotate {
-                index = (index + 1) % n;
-                self.inner.preferred.store(index, Ordering::Relaxed);
+            let moved_from = index;
+            index = match routing::next_endpoint(index, &inner.addresses(), &next) {
+                Step::To(i) => i,
+                Step::Add(address) => inner
+                    .add_endpoint(&address)
+                    .unwrap_or((index + 1) % inner.len()),
+            };
+            if route == Route::Primary && index != moved_from {
+                // The primary is elsewhere (a NOT_LEADER hint) or this replica failed: later
+                // primary-bound calls start where this one goes next.
+                inner.primary.store(index, Ordering::Relaxed);
             }
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The endpoints the client knows, in order: those it was built with, then primaries
+    /// learned from `NOT_LEADER` answers.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner.addresses()
     }
 
     // ---- data operations -------------------------------------------------------------
@@ -442,6 +550,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::Read,
+                routing::route(CallKind::Read, opts.consistency.map(|c| c.level)),
                 self.deadline_of(opts),
                 |channel, remaining| {
                     let req = proto::GetRequest {
@@ -449,6 +558,8 @@ impl Client {
                         key: key.clone(),
                         consistency,
                         session: session.map(SessionState::to_proto),
+                        // Fields this client does not set (e.g. `transaction`) keep their defaults.
+                        ..Default::default()
                     };
                     async move {
                         Ok(KvClient::new(channel)
@@ -481,6 +592,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::IdempotentWrite,
+                Route::Primary,
                 self.deadline_of(opts),
                 |channel, remaining| {
                     let req = proto::PutRequest {
@@ -520,6 +632,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::IdempotentWrite,
+                Route::Primary,
                 self.deadline_of(opts),
                 |channel, remaining| {
                     let req = proto::DeleteRequest {
@@ -566,6 +679,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::IdempotentWrite,
+                Route::Primary,
                 self.deadline_of(opts),
                 |channel, remaining| {
                     let req = proto::CompareAndSetRequest {
@@ -616,6 +730,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::Read,
+                routing::route(CallKind::Read, opts.consistency.map(|c| c.level)),
                 self.deadline_of(opts),
                 |channel, remaining| {
                     let req = proto::ScanRequest {
@@ -626,6 +741,8 @@ impl Client {
                         continuation: continuation.clone().unwrap_or_default(),
                         consistency,
                         session: session.map(SessionState::to_proto),
+                        // Fields this client does not set (e.g. `transaction`) keep their defaults.
+                        ..Default::default()
                     };
                     async move {
                         Ok(KvClient::new(channel)
@@ -652,6 +769,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::Write,
+                Route::Primary,
                 self.deadline_of(&CallOptions::default()),
                 |channel, remaining| {
                     let req = proto::CreateNamespaceRequest {
@@ -674,6 +792,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::Read,
+                Route::Primary,
                 self.deadline_of(&CallOptions::default()),
                 |channel, remaining| async move {
                     Ok(NamespacesClient::new(channel)
@@ -695,6 +814,7 @@ impl Client {
         let reply = self
             .call(
                 CallKind::Read,
+                Route::Primary,
                 self.deadline_of(&CallOptions::default()),
                 |channel, remaining| {
                     let req = proto::DescribeNamespaceRequest {
@@ -717,6 +837,7 @@ impl Client {
     pub async fn drop_namespace(&self, name: &str) -> Result<(), Error> {
         self.call(
             CallKind::Write,
+            Route::Primary,
             self.deadline_of(&CallOptions::default()),
             |channel, remaining| {
                 let req = proto::DropNamespaceRequest {
@@ -732,6 +853,107 @@ impl Client {
         )
         .await?;
         Ok(())
+    }
+
+    // ---- cluster administration ------------------------------------------------------
+
+    /// Reports every member of the cluster (voters and learners) as the primary sees it,
+    /// when the client knows the primary, else as the replica that answers sees it. Members
+    /// that do not answer within a second are reported unreachable.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        self.cluster_status_with(&CallOptions::default()).await
+    }
+
+    /// [`Client::cluster_status`] with `opts` (only the timeout and deadline apply).
+    pub async fn cluster_status_with(&self, opts: &CallOptions) -> Result<ClusterStatus, Error> {
+        let reply = self
+            .call(
+                CallKind::Read,
+                Route::Primary,
+                self.deadline_of(opts),
+                |channel, remaining| async move {
+                    Ok(ClusterClient::new(channel)
+                        .cluster_status(request(proto::ClusterStatusRequest {}, remaining))
+                        .await?
+                        .into_inner())
+                },
+            )
+            .await?;
+        Ok(ClusterStatus::from_proto(reply))
+    }
+
+    /// Adds replica `id` (unused in the cluster, at least 1) serving at `address`
+    /// (`host:port`; the replica must be running, started with `--join`). It first catches up
+    /// as a learner, then joins the voters through joint consensus, so the call may take up
+    /// to [`ADD_NODE_TIMEOUT`]. Returns the membership after the change.
+    ///
+    /// Errors: INVALID_ARGUMENT (`BAD_REPLICA_ID`, `BAD_ADDRESS`); FAILED_PRECONDITION
+    /// (`MEMBERSHIP_CHANGE_REFUSED`, e.g. the replica did not catch up in time); a failure
+    /// after the request may have reached the primary is [`Error::Indeterminate`] (check
+    /// with [`Client::cluster_status`]).
+    pub async fn add_node(&self, id: u64, address: &str) -> Result<Membership, Error> {
+        self.add_node_with(id, address, &CallOptions::default())
+            .await
+    }
+
+    /// [`Client::add_node`] with `opts` (only the timeout and deadline apply; the timeout
+    /// is [`ADD_NODE_TIMEOUT`] when unset).
+    pub async fn add_node_with(
+        &self,
+        id: u64,
+        address: &str,
+        opts: &CallOptions,
+    ) -> Result<Membership, Error> {
+        let opts = CallOptions {
+            timeout: Some(opts.timeout.unwrap_or(ADD_NODE_TIMEOUT)),
+            ..opts.clone()
+        };
+        let reply = self
+            .call(
+                CallKind::Write,
+                Route::Primary,
+                self.deadline_of(&opts),
+                |channel, remaining| {
+                    let req = proto::AddNodeRequest {
+                        id,
+                        address: address.trim().to_string(),
+                    };
+                    async move {
+                        Ok(ClusterClient::new(channel)
+                            .add_node(request(req, remaining))
+                            .await?
+                            .into_inner())
+                    }
+                },
+            )
+            .await?;
+        Ok(Membership::from_proto(reply))
+    }
+
+    /// Removes replica `id` from the voters and then from the cluster, through joint
+    /// consensus. Returns the membership after the change. Removing a replica that is not a
+    /// member changes nothing; removing the last voter is refused (FAILED_PRECONDITION,
+    /// `MEMBERSHIP_CHANGE_REFUSED`).
+    pub async fn remove_node(&self, id: u64) -> Result<Membership, Error> {
+        self.remove_node_with(id, &CallOptions::default()).await
+    }
+
+    /// [`Client::remove_node`] with `opts` (only the timeout and deadline apply).
+    pub async fn remove_node_with(&self, id: u64, opts: &CallOptions) -> Result<Membership, Error> {
+        let reply = self
+            .call(
+                CallKind::Write,
+                Route::Primary,
+                self.deadline_of(opts),
+                |channel, remaining| async move {
+                    Ok(ClusterClient::new(channel)
+                        .remove_node(request(proto::RemoveNodeRequest { id }, remaining))
+                        .await?
+                        .into_inner())
+                },
+            )
+            .await?;
+        Ok(Membership::from_proto(reply))
     }
 }
 

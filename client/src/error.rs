@@ -53,7 +53,34 @@ pub mod reason {
     pub const PROTOCOL_UNAVAILABLE: &str = "PROTOCOL_UNAVAILABLE";
     /// The cluster has fewer replicas than the namespace asks for (FAILED_PRECONDITION).
     pub const NOT_ENOUGH_REPLICAS: &str = "NOT_ENOUGH_REPLICAS";
+    /// The replica is not the primary and could not forward the request (UNAVAILABLE,
+    /// retryable); the `ErrorInfo` metadata names the primary (`leader_id`,
+    /// `leader_address`) when one is known. Nothing was written.
+    pub const NOT_LEADER: &str = "NOT_LEADER";
+    /// The primary could not confirm its leadership with a quorum (UNAVAILABLE, retryable
+    /// elsewhere: it may be partitioned away). Only reads answer this.
+    pub const NO_QUORUM: &str = "NO_QUORUM";
+    /// The replica's known lag is over the read's staleness bound (UNAVAILABLE, retryable
+    /// at another replica).
+    pub const STALENESS_BOUND_EXCEEDED: &str = "STALENESS_BOUND_EXCEEDED";
+    /// A write did not commit in time (DEADLINE_EXCEEDED): it may or may not take effect.
+    pub const COMMIT_TIMEOUT: &str = "COMMIT_TIMEOUT";
+    /// The replica's Raft group stopped (UNAVAILABLE, retryable elsewhere). A write that got
+    /// this may have been proposed before the group stopped, so its outcome is unknown.
+    pub const REPLICATION_STOPPED: &str = "REPLICATION_STOPPED";
+    /// A membership change is refused, e.g. removing the last voter or a new replica that
+    /// did not catch up in time (FAILED_PRECONDITION).
+    pub const MEMBERSHIP_CHANGE_REFUSED: &str = "MEMBERSHIP_CHANGE_REFUSED";
+    /// A replica id is 0 (INVALID_ARGUMENT).
+    pub const BAD_REPLICA_ID: &str = "BAD_REPLICA_ID";
+    /// A replica address is not `host:port` (INVALID_ARGUMENT).
+    pub const BAD_ADDRESS: &str = "BAD_ADDRESS";
 }
+
+/// The `ErrorInfo.metadata` key of the primary's id in a `NOT_LEADER` error.
+pub const LEADER_ID_KEY: &str = "leader_id";
+/// The `ErrorInfo.metadata` key of the primary's address in a `NOT_LEADER` error.
+pub const LEADER_ADDRESS_KEY: &str = "leader_address";
 
 /// A gRPC status as the client received it, with its decoded rich details.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,10 +88,20 @@ pub struct ErrorStatus {
     code: Code,
     message: String,
     reason: Option<String>,
-    domain: Option<String>,
-    field: Option<String>,
+    // Boxed strings (two words, not three) keep [`Error`] small.
+    domain: Option<Box<str>>,
+    field: Option<Box<str>>,
     retry_delay: Option<Duration>,
     connect_failed: bool,
+    /// For `NOT_LEADER`: the primary, when known (boxed: it is rare, and [`Error`] stays small).
+    leader: Option<Box<LeaderHint>>,
+}
+
+/// The primary a `NOT_LEADER` error names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LeaderHint {
+    id: Option<u64>,
+    address: Option<String>,
 }
 
 impl ErrorStatus {
@@ -75,7 +112,7 @@ impl ErrorStatus {
         let field = details
             .bad_request()
             .and_then(|b| b.field_violations.first())
-            .map(|v| v.field.clone());
+            .map(|v| v.field.as_str().into());
         let connect_failed = is_connect_error(status);
         let mut message = status.message().to_string();
         if connect_failed {
@@ -89,10 +126,25 @@ impl ErrorStatus {
             code: status.code(),
             message,
             reason: info.map(|i| i.reason.clone()).filter(|r| !r.is_empty()),
-            domain: info.map(|i| i.domain.clone()).filter(|d| !d.is_empty()),
+            domain: info
+                .filter(|i| !i.domain.is_empty())
+                .map(|i| i.domain.as_str().into()),
             field,
             retry_delay: details.retry_info().and_then(|r| r.retry_delay),
             connect_failed,
+            leader: info.and_then(|i| {
+                let id = i
+                    .metadata
+                    .get(LEADER_ID_KEY)
+                    .and_then(|id| id.trim().parse().ok())
+                    .filter(|id| *id != 0);
+                let address = i
+                    .metadata
+                    .get(LEADER_ADDRESS_KEY)
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty());
+                (id.is_some() || address.is_some()).then(|| Box::new(LeaderHint { id, address }))
+            }),
         }
     }
 
@@ -106,6 +158,7 @@ impl ErrorStatus {
             field: None,
             retry_delay: None,
             connect_failed: false,
+            leader: None,
         }
     }
 
@@ -139,6 +192,21 @@ impl ErrorStatus {
         self.retry_delay
     }
 
+    /// For `NOT_LEADER`: the primary's id, when the replica knew it.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.leader.as_ref().and_then(|l| l.id)
+    }
+
+    /// For `NOT_LEADER`: the primary's address (`host:port`), when the replica knew it.
+    pub fn leader_address(&self) -> Option<&str> {
+        self.leader.as_ref().and_then(|l| l.address.as_deref())
+    }
+
+    /// Whether the replica answered that it is not the primary and could not forward.
+    pub fn is_not_leader(&self) -> bool {
+        self.code == Code::Unavailable && self.reason() == Some(reason::NOT_LEADER)
+    }
+
     /// Whether a dialkv server produced this status after reading the request (it carries
     /// a dialkv `ErrorInfo`). Such errors are definite: the server documents that nothing was
     /// written for a refused request.
@@ -152,11 +220,14 @@ impl ErrorStatus {
     }
 
     /// Whether a write that failed with this status may nevertheless have been applied:
-    /// the deadline passed or the call was cancelled while the request may have been in
-    /// flight, or the transport failed after the request may have been sent.
+    /// the deadline passed (at the client, or at the server as `COMMIT_TIMEOUT`) or the call
+    /// was cancelled while the request may have been in flight, the transport failed after
+    /// the request may have been sent, or the server's Raft group stopped
+    /// (`REPLICATION_STOPPED`) after the write may have been proposed.
     pub fn write_may_have_applied(&self) -> bool {
         match self.code {
             Code::DeadlineExceeded | Code::Cancelled => true,
+            Code::Unavailable if self.reason() == Some(reason::REPLICATION_STOPPED) => true,
             Code::Unavailable | Code::Unknown | Code::Internal => {
                 !self.is_from_server() && !self.connect_failed
             }
@@ -476,6 +547,48 @@ mod tests {
                 true,
             ),
             (
+                Code::Unavailable,
+                reason::NOT_LEADER,
+                |e| matches!(e, Error::Unavailable(_)),
+                true,
+            ),
+            (
+                Code::Unavailable,
+                reason::NO_QUORUM,
+                |e| matches!(e, Error::Unavailable(_)),
+                true,
+            ),
+            (
+                Code::Unavailable,
+                reason::STALENESS_BOUND_EXCEEDED,
+                |e| matches!(e, Error::Unavailable(_)),
+                true,
+            ),
+            (
+                Code::Unavailable,
+                reason::REPLICATION_STOPPED,
+                |e| matches!(e, Error::Unavailable(_)),
+                true,
+            ),
+            (
+                Code::FailedPrecondition,
+                reason::MEMBERSHIP_CHANGE_REFUSED,
+                |e| matches!(e, Error::FailedPrecondition(_)),
+                false,
+            ),
+            (
+                Code::DeadlineExceeded,
+                reason::COMMIT_TIMEOUT,
+                |e| matches!(e, Error::DeadlineExceeded(_)),
+                false,
+            ),
+            (
+                Code::InvalidArgument,
+                reason::BAD_REPLICA_ID,
+                |e| matches!(e, Error::InvalidArgument(_)),
+                false,
+            ),
+            (
                 Code::ResourceExhausted,
                 reason::WRITE_QUEUE_FULL,
                 |e| matches!(e, Error::ResourceExhausted(_)),
@@ -507,6 +620,47 @@ mod tests {
             assert_eq!(err.is_retryable(), *retryable, "{code:?} {why}");
             assert!(!err.is_indeterminate());
         }
+    }
+
+    #[test]
+    fn not_leader_carries_the_primary() {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(
+            reason::NOT_LEADER,
+            ERROR_DOMAIN,
+            HashMap::from([
+                (LEADER_ID_KEY.to_string(), "3".to_string()),
+                (LEADER_ADDRESS_KEY.to_string(), "10.0.0.3:7401".to_string()),
+            ]),
+        );
+        let status = ErrorStatus::from_tonic(&tonic::Status::with_error_details(
+            Code::Unavailable,
+            "replica 1 is not the primary; the primary is replica 3 at 10.0.0.3:7401",
+            details,
+        ));
+        assert!(status.is_not_leader());
+        assert_eq!(status.leader_id(), Some(3));
+        assert_eq!(status.leader_address(), Some("10.0.0.3:7401"));
+        assert!(!status.write_may_have_applied());
+        // Without metadata (no primary known) there is no hint; other reasons are not it.
+        let bare = ErrorStatus::from_tonic(&server_status(
+            Code::Unavailable,
+            reason::NOT_LEADER,
+            "replica 1 is not the primary",
+            None,
+            Some(Duration::from_millis(50)),
+        ));
+        assert!(bare.is_not_leader());
+        assert_eq!((bare.leader_id(), bare.leader_address()), (None, None));
+        assert_eq!(bare.retry_delay(), Some(Duration::from_millis(50)));
+        let behind = ErrorStatus::from_tonic(&server_status(
+            Code::Unavailable,
+            reason::SESSION_BEHIND,
+            "behind",
+            None,
+            None,
+        ));
+        assert!(!behind.is_not_leader());
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! command-line tool built on it.
 //!
 //! - [`Client`] (built by [`Client::connect`] or [`ClientBuilder`]) holds one lazily
-//!   connected channel per endpoint, assigns request ids, and retries per [`retry`]: it is
-//!   the entry point for data calls (`get`, `put`, `delete`, `scan`, `compare_and_set`) and
-//!   namespace administration.
+//!   connected channel per endpoint, assigns request ids, routes each call per [`routing`]
+//!   (writes and LINEARIZABLE reads to the primary, weaker reads spread over the replicas)
+//!   and retries per [`retry`]: it is the entry point for data calls (`get`, `put`,
+//!   `delete`, `scan`, `compare_and_set`), namespace administration and cluster
+//!   administration (`cluster_status`, `add_node`, `remove_node`).
 //! - [`Session`] adds the Bayou session guarantees by carrying a [`SessionToken`].
 //! - [`Error`] says what the caller should do with a failure; a write whose outcome is
 //!   unknown is [`Error::Indeterminate`].
@@ -35,6 +37,7 @@ pub mod client;
 pub mod error;
 pub mod options;
 pub mod retry;
+pub mod routing;
 pub mod session;
 pub mod types;
 
@@ -48,6 +51,7 @@ pub use options::{CallOptions, Consistency, Level};
 pub use retry::RetryPolicy;
 pub use session::{Session, SessionGuarantees};
 pub use types::{
-    CasAction, CasOutput, Condition, ConflictPolicy, DeleteOutput, Entry, GetOutput, NamespaceInfo,
-    NamespaceSpec, Protocol, PutOutput, ResponseMeta, ScanPage, ScanRange, Version,
+    CasAction, CasOutput, ClusterStatus, Condition, ConflictPolicy, DeleteOutput, Entry, GetOutput,
+    Membership, NamespaceInfo, NamespaceSpec, NodeStatus, Protocol, PutOutput, ResponseMeta, Role,
+    ScanPage, ScanRange, Version,
 };

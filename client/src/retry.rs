@@ -1,16 +1,24 @@
 //! Which failed attempts the client retries, how long it waits, and how a call's last failure
 //! is reported.
 //!
-//! The rules (DESIGN.md §3, `types.proto`):
-//! - UNAVAILABLE is retried at the next endpoint (the replica may be down, shutting down or
-//!   behind the session: `SESSION_BEHIND` asks the client to try another replica).
+//! The rules (DESIGN.md §3 and §5, `types.proto`):
+//! - UNAVAILABLE / `NOT_LEADER` naming the primary's address is retried there: the replica
+//!   knew the primary but could not forward to it (the request was itself forwarded, or the
+//!   primary changed). Without an address it is retried at the next endpoint.
+//! - Other UNAVAILABLE is retried at the next endpoint (the replica may be down, shutting
+//!   down, partitioned from its quorum (`NO_QUORUM`), behind the session (`SESSION_BEHIND`)
+//!   or over a staleness bound (`STALENESS_BOUND_EXCEEDED`): the last two ask the client to
+//!   try another replica).
 //! - RESOURCE_EXHAUSTED with reason `WRITE_QUEUE_FULL` is retried at the same endpoint.
 //! - ABORTED is retried for reads only; an aborted write is the caller's to redo.
 //! - A write whose attempt failed after the request may have been sent is retried only when
 //!   it carries a request id (the server then applies it at most once); if the call still
 //!   fails, its outcome is unknown and it is reported as [`Error::Indeterminate`], whatever
 //!   later attempts answered.
-//! - DEADLINE_EXCEEDED and CANCELLED end the call.
+//! - DEADLINE_EXCEEDED and CANCELLED end the call; for a write they leave its outcome unknown
+//!   (`COMMIT_TIMEOUT` is the server saying so).
+//! - FAILED_PRECONDITION (e.g. `MEMBERSHIP_CHANGE_REFUSED`) and other client errors end the
+//!   call.
 //!
 //! Waits are exponential with jitter ("equal jitter": half fixed, half random), never shorter
 //! than the server's `RetryInfo` delay, and never past the call's deadline.
@@ -34,13 +42,24 @@ pub enum CallKind {
     Write,
 }
 
+/// Where to send the next attempt of a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The same endpoint.
+    Same,
+    /// Another endpoint (the next one in the client's list).
+    Other,
+    /// The primary at this address (`host:port`), as a `NOT_LEADER` answer named it.
+    Leader(String),
+}
+
 /// What to do after a failed attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Try again after a backoff; at the next endpoint when `rotate`.
+    /// Try again after a backoff, at `next`.
     Retry {
-        /// Whether to move to the next endpoint.
-        rotate: bool,
+        /// Where to send the retry.
+        next: Next,
     },
     /// End the call with this failure.
     Stop,
@@ -49,19 +68,24 @@ pub enum Decision {
 /// Decides whether a call of `kind` whose attempt failed with `status` is retried.
 pub fn decide(kind: CallKind, status: &ErrorStatus) -> Decision {
     let unsafe_to_repeat = kind == CallKind::Write && status.write_may_have_applied();
+    let retry = |next| Decision::Retry { next };
     match status.code() {
         Code::DeadlineExceeded | Code::Cancelled => Decision::Stop,
-        Code::Unavailable if !unsafe_to_repeat => Decision::Retry { rotate: true },
+        Code::Unavailable if status.is_not_leader() => match status.leader_address() {
+            Some(address) => retry(Next::Leader(address.to_string())),
+            None => retry(Next::Other),
+        },
+        Code::Unavailable if !unsafe_to_repeat => retry(Next::Other),
         Code::ResourceExhausted if status.reason() == Some(reason::WRITE_QUEUE_FULL) => {
-            Decision::Retry { rotate: false }
+            retry(Next::Same)
         }
-        Code::Aborted if kind == CallKind::Read => Decision::Retry { rotate: false },
+        Code::Aborted if kind == CallKind::Read => retry(Next::Same),
         // A transport failure mid-call (a reset stream shows up as UNKNOWN or INTERNAL without
         // the server's ErrorInfo): repeat where repeating is safe, elsewhere.
         Code::Unknown | Code::Internal
             if !status.is_from_server() && status.write_may_have_applied() && !unsafe_to_repeat =>
         {
-            Decision::Retry { rotate: true }
+            retry(Next::Other)
         }
         _ => Decision::Stop,
     }
@@ -129,28 +153,123 @@ mod tests {
         ErrorStatus::from_tonic(&status)
     }
 
+    fn not_leader(hint: Option<(&str, &str)>) -> ErrorStatus {
+        let mut details = tonic_types::ErrorDetails::new();
+        let metadata: std::collections::HashMap<String, String> = hint
+            .map(|(id, address)| {
+                [
+                    (crate::error::LEADER_ID_KEY.to_string(), id.to_string()),
+                    (
+                        crate::error::LEADER_ADDRESS_KEY.to_string(),
+                        address.to_string(),
+                    ),
+                ]
+                .into()
+            })
+            .unwrap_or_default();
+        details.set_error_info(reason::NOT_LEADER, crate::error::ERROR_DOMAIN, metadata);
+        details.set_retry_info(Some(Duration::from_millis(50)));
+        let status = <tonic::Status as tonic_types::StatusExt>::with_error_details(
+            Code::Unavailable,
+            "replica 1 is not the primary",
+            details,
+        );
+        ErrorStatus::from_tonic(&status)
+    }
+
     fn transport(code: Code) -> ErrorStatus {
         ErrorStatus::local(code, "connection reset")
     }
 
     use CallKind::*;
     use Decision::*;
+    use Next::*;
 
     #[test]
     fn unavailable_rotates_for_every_kind_when_nothing_was_written() {
         for kind in [Read, IdempotentWrite, Write] {
             for why in [
                 reason::SESSION_BEHIND,
+                reason::STALENESS_BOUND_EXCEEDED,
+                reason::NO_QUORUM,
                 reason::SHUTTING_DOWN,
                 reason::STORAGE_FAILURE,
             ] {
                 assert_eq!(
                     decide(kind, &server(Code::Unavailable, why)),
-                    Retry { rotate: true },
+                    Retry { next: Other },
                     "{kind:?} {why}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn not_leader_follows_the_hint_for_every_kind() {
+        let hinted = not_leader(Some(("2", "10.0.0.2:7401")));
+        assert_eq!(hinted.leader_id(), Some(2));
+        assert_eq!(hinted.leader_address(), Some("10.0.0.2:7401"));
+        assert!(!hinted.write_may_have_applied());
+        let unknown = not_leader(None);
+        assert_eq!(
+            (unknown.leader_id(), unknown.leader_address()),
+            (None, None)
+        );
+        for kind in [Read, IdempotentWrite, Write] {
+            assert_eq!(
+                decide(kind, &hinted),
+                Retry {
+                    next: Leader("10.0.0.2:7401".into())
+                },
+                "{kind:?}"
+            );
+            assert_eq!(decide(kind, &unknown), Retry { next: Other }, "{kind:?}");
+        }
+        // NOT_LEADER is definite: nothing was written.
+        assert!(matches!(
+            final_error(IdempotentWrite, hinted, false),
+            Error::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn stopped_replication_leaves_a_write_unknown() {
+        let stopped = server(Code::Unavailable, reason::REPLICATION_STOPPED);
+        assert!(stopped.write_may_have_applied());
+        assert_eq!(decide(Read, &stopped), Retry { next: Other });
+        // With a request id the retry is deduplicated; without one it could apply twice.
+        assert_eq!(decide(IdempotentWrite, &stopped), Retry { next: Other });
+        assert_eq!(decide(Write, &stopped), Stop);
+        assert!(final_error(IdempotentWrite, stopped.clone(), false).is_indeterminate());
+        assert!(matches!(
+            final_error(Read, stopped, false),
+            Error::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn commit_timeout_ends_a_write_as_indeterminate() {
+        let late = server(Code::DeadlineExceeded, reason::COMMIT_TIMEOUT);
+        for kind in [IdempotentWrite, Write] {
+            assert_eq!(decide(kind, &late), Stop);
+            let err = final_error(kind, late.clone(), false);
+            assert!(err.is_indeterminate(), "{kind:?}: {err:?}");
+            assert_eq!(err.reason(), Some(reason::COMMIT_TIMEOUT));
+        }
+        assert!(matches!(
+            final_error(Read, late, false),
+            Error::DeadlineExceeded(_)
+        ));
+    }
+
+    #[test]
+    fn refused_membership_changes_end_the_call() {
+        let refused = server(Code::FailedPrecondition, reason::MEMBERSHIP_CHANGE_REFUSED);
+        assert_eq!(decide(Write, &refused), Stop);
+        assert!(matches!(
+            final_error(Write, refused, false),
+            Error::FailedPrecondition(_)
+        ));
     }
 
     #[test]
@@ -160,7 +279,7 @@ mod tests {
                 IdempotentWrite,
                 &server(Code::ResourceExhausted, reason::WRITE_QUEUE_FULL)
             ),
-            Retry { rotate: false }
+            Retry { next: Same }
         );
         assert_eq!(
             decide(
@@ -175,7 +294,7 @@ mod tests {
     fn aborted_is_retried_for_reads_only() {
         assert_eq!(
             decide(Read, &server(Code::Aborted, "CONFLICT")),
-            Retry { rotate: false }
+            Retry { next: Same }
         );
         assert_eq!(
             decide(IdempotentWrite, &server(Code::Aborted, "CONFLICT")),
@@ -189,12 +308,12 @@ mod tests {
         for code in [Code::Unavailable, Code::Unknown, Code::Internal] {
             assert_eq!(
                 decide(Read, &transport(code)),
-                Retry { rotate: true },
+                Retry { next: Other },
                 "{code:?}"
             );
             assert_eq!(
                 decide(IdempotentWrite, &transport(code)),
-                Retry { rotate: true }
+                Retry { next: Other }
             );
             assert_eq!(decide(Write, &transport(code)), Stop, "{code:?}");
         }

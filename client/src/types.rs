@@ -406,6 +406,160 @@ impl NamespaceInfo {
     }
 }
 
+/// What a replica is in its Raft group, as `ClusterStatus` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The primary: it orders every write.
+    Leader,
+    /// A voting backup.
+    Follower,
+    /// A replica standing for election.
+    Candidate,
+    /// A replica that receives the log but does not vote (e.g. a new one catching up).
+    Learner,
+    /// The replica did not answer.
+    Unreachable,
+    /// The server sent no role, or one this client does not know.
+    #[default]
+    Unknown,
+}
+
+impl Role {
+    /// The role of a wire value; unspecified and unknown numbers are [`Role::Unknown`] (a
+    /// status report should not fail because a server knows more roles).
+    pub fn from_proto(value: i32) -> Role {
+        match proto::Role::try_from(value) {
+            Ok(proto::Role::Leader) => Role::Leader,
+            Ok(proto::Role::Follower) => Role::Follower,
+            Ok(proto::Role::Candidate) => Role::Candidate,
+            Ok(proto::Role::Learner) => Role::Learner,
+            Ok(proto::Role::Unreachable) => Role::Unreachable,
+            Ok(proto::Role::Unspecified) | Err(_) => Role::Unknown,
+        }
+    }
+
+    /// The lower-case name used by `dialctl` (`leader`, `follower`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Unreachable => "unreachable",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One replica's state, as it reported it (or as unreachable when it did not answer, with
+/// only its id, address and voter flag known).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The replica id.
+    pub id: u64,
+    /// The address (`host:port`) replicas and clients reach it at.
+    pub address: String,
+    /// Its role.
+    pub role: Role,
+    /// Whether it answered the status request.
+    pub reachable: bool,
+    /// Whether it votes (false for a learner).
+    pub voter: bool,
+    /// Its current Raft term.
+    pub term: u64,
+    /// The last log index it holds.
+    pub last_log_index: u64,
+    /// The commit index it has learned from the primary.
+    pub commit_index: u64,
+    /// The last log index it has applied: what its reads see.
+    pub applied_index: u64,
+    /// How many committed entries it has yet to apply, as far as it knows.
+    pub lag_versions: u64,
+    /// How long ago it was last known to be current with the primary, in ms; `None` when
+    /// unknown.
+    pub lag_ms: Option<u64>,
+    /// The primary it follows; `None` when it knows none.
+    pub leader_id: Option<u64>,
+}
+
+impl NodeStatus {
+    /// The status of a wire message (`lag_ms == u64::MAX` and `leader_id == 0` mean
+    /// unknown).
+    pub fn from_proto(s: proto::NodeStatus) -> Self {
+        NodeStatus {
+            id: s.id,
+            address: s.address,
+            role: Role::from_proto(s.role),
+            reachable: s.reachable,
+            voter: s.voter,
+            term: s.term,
+            last_log_index: s.last_log_index,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            lag_versions: s.lag_versions,
+            lag_ms: (s.lag_ms != u64::MAX).then_some(s.lag_ms),
+            leader_id: (s.leader_id != 0).then_some(s.leader_id),
+        }
+    }
+}
+
+/// Every member of the cluster as the answering replica sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// The primary's id as the answering replica knows it; `None` when it knows none.
+    pub leader_id: Option<u64>,
+    /// Every member, voters and learners, by id.
+    pub nodes: Vec<NodeStatus>,
+}
+
+impl ClusterStatus {
+    /// The status of a wire message.
+    pub fn from_proto(s: proto::ClusterStatusResponse) -> Self {
+        let mut nodes: Vec<NodeStatus> = s.nodes.into_iter().map(NodeStatus::from_proto).collect();
+        nodes.sort_by_key(|n| n.id);
+        ClusterStatus {
+            leader_id: (s.leader_id != 0).then_some(s.leader_id),
+            nodes,
+        }
+    }
+
+    /// The primary's status, when a primary is known and is a member.
+    pub fn leader(&self) -> Option<&NodeStatus> {
+        let id = self.leader_id?;
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The member with this id.
+    pub fn node(&self, id: u64) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+}
+
+/// The cluster's members after a membership change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The voting replicas' ids.
+    pub voters: Vec<u64>,
+    /// The learners' ids (replicas that receive the log but do not vote).
+    pub learners: Vec<u64>,
+}
+
+impl Membership {
+    /// The membership of a wire message.
+    pub fn from_proto(m: proto::ChangeMembershipResponse) -> Self {
+        Membership {
+            voters: m.voters,
+            learners: m.learners,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +590,63 @@ mod tests {
         assert_eq!(
             NamespaceSpec::from_proto(bare.to_proto()).expect("valid"),
             bare
+        );
+    }
+
+    #[test]
+    fn cluster_status_reads_unknowns_and_sorts_by_id() {
+        let wire = proto::ClusterStatusResponse {
+            leader_id: 2,
+            nodes: vec![
+                proto::NodeStatus {
+                    id: 3,
+                    address: "h3:1".into(),
+                    role: proto::Role::Unreachable as i32,
+                    voter: true,
+                    ..Default::default()
+                },
+                proto::NodeStatus {
+                    id: 2,
+                    address: "h2:1".into(),
+                    role: proto::Role::Leader as i32,
+                    reachable: true,
+                    voter: true,
+                    term: 4,
+                    applied_index: 10,
+                    lag_ms: 3,
+                    leader_id: 2,
+                    ..Default::default()
+                },
+                proto::NodeStatus {
+                    id: 1,
+                    role: 99,
+                    reachable: true,
+                    lag_versions: 5,
+                    lag_ms: u64::MAX,
+                    ..Default::default()
+                },
+            ],
+        };
+        let status = ClusterStatus::from_proto(wire);
+        let ids: Vec<u64> = status.nodes.iter().map(|n| n.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        let leader = status.leader().expect("a leader");
+        assert_eq!(
+            (leader.id, leader.role, leader.lag_ms),
+            (2, Role::Leader, Some(3))
+        );
+        assert_eq!(leader.leader_id, Some(2));
+        let one = status.node(1).expect("node 1");
+        assert_eq!(
+            (one.role, one.lag_ms, one.leader_id),
+            (Role::Unknown, None, None)
+        );
+        let three = status.node(3).expect("node 3");
+        assert_eq!((three.role, three.reachable), (Role::Unreachable, false));
+        assert_eq!(ClusterStatus::default().leader(), None);
+        assert_eq!(
+            Role::from_proto(proto::Role::Learner as i32).name(),
+            "learner"
         );
     }
 }

@@ -33,6 +33,9 @@ pub const EXIT_USAGE: i32 = 2;
 /// The server refused the request or could not be reached.
 pub const EXIT_ERROR: i32 = 3;
 
+/// The per-call timeout when `--timeout` is not given (but see `cluster add`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The endpoint used when neither `--endpoints` nor `DIALKV_ENDPOINTS` names one.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7401";
 
@@ -52,9 +55,10 @@ pub struct Cli {
     /// For bounded-staleness: the largest staleness accepted, in milliseconds.
     #[arg(long, global = true, value_name = "N")]
     pub max_staleness_ms: Option<u64>,
-    /// The per-call timeout in seconds (retries included); fractions allowed.
-    #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
-    pub timeout: Duration,
+    /// The per-call timeout in seconds (retries included); fractions allowed. Default: 5, and
+    /// 150 for `cluster add` (a new replica may take 2 minutes to catch up).
+    #[arg(long, global = true, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -122,6 +126,34 @@ pub enum Command {
     /// Namespace administration.
     #[command(subcommand)]
     Ns(NsCommand),
+    /// Cluster administration: status and membership.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// A `cluster` subcommand.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum ClusterCommand {
+    /// Show every member (text: a table of ID ADDRESS ROLE VOTER TERM APPLIED LAG_VERSIONS
+    /// LAG_MS REACHABLE; `-` where unknown).
+    Status,
+    /// Add a replica: it catches up as a learner, then joins the voters. Start it first
+    /// with `dialkv serve --join`.
+    Add {
+        /// The new replica's id: unused in the cluster, at least 1.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// The address (host:port) where the new replica serves gRPC.
+        #[arg(value_parser = parse_host_port)]
+        address: String,
+    },
+    /// Remove a replica from the voters and the cluster.
+    #[command(alias = "rm")]
+    Remove {
+        /// The replica's id.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+    },
 }
 
 /// Arguments of `scan`.
@@ -239,6 +271,15 @@ pub enum ConflictsArg {
     Siblings,
 }
 
+/// A `host:port` address, as the server requires of a replica's address.
+fn parse_host_port(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a host:port address")),
+    }
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
@@ -305,13 +346,27 @@ impl Cli {
         }
     }
 
+    /// The per-call timeout: `--timeout`, else [`DEFAULT_TIMEOUT`].
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
     /// The per-call options of data commands.
     pub fn call_options(&self) -> CallOptions {
         CallOptions {
             namespace: Some(self.namespace.clone()),
             consistency: self.consistency(),
-            timeout: Some(self.timeout),
+            timeout: Some(self.timeout()),
             deadline: None,
+        }
+    }
+
+    /// The options of `cluster add`: `--timeout` if given, else the client library's
+    /// [`crate::client::ADD_NODE_TIMEOUT`].
+    pub fn add_node_options(&self) -> CallOptions {
+        CallOptions {
+            timeout: self.timeout,
+            ..CallOptions::default()
         }
     }
 
@@ -325,8 +380,8 @@ impl Cli {
                     .cloned(),
             )
             .namespace(self.namespace.clone())
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(2)))
+            .timeout(self.timeout())
+            .connect_timeout(self.timeout().min(Duration::from_secs(2)))
             .build()
     }
 }
@@ -513,6 +568,25 @@ pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunEr
             }
             Ok(EXIT_OK)
         }
+        Command::Cluster(cmd) => {
+            match cmd {
+                ClusterCommand::Status => {
+                    let status = client.cluster_status_with(&opts).await?;
+                    out.cluster_status(&status)?;
+                }
+                ClusterCommand::Add { id, address } => {
+                    let membership = client
+                        .add_node_with(*id, address, &cli.add_node_options())
+                        .await?;
+                    out.membership(&membership)?;
+                }
+                ClusterCommand::Remove { id } => {
+                    let membership = client.remove_node_with(*id, &opts).await?;
+                    out.membership(&membership)?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -528,7 +602,8 @@ mod tests {
     fn globals_have_defaults_and_may_follow_the_command() {
         let cli = parse(&["get", "k"]).expect("valid");
         assert_eq!(cli.namespace, "default");
-        assert_eq!(cli.timeout, Duration::from_secs(5));
+        assert_eq!(cli.timeout, None);
+        assert_eq!(cli.timeout(), Duration::from_secs(5));
         assert_eq!(cli.output, Format::Text);
         assert_eq!(cli.consistency(), None);
         assert_eq!(cli.command, Command::Get { key: "k".into() });
@@ -555,7 +630,7 @@ mod tests {
         );
         assert_eq!(cli.output, Format::Json);
         assert_eq!(cli.namespace, "ns1");
-        assert_eq!(cli.timeout, Duration::from_millis(500));
+        assert_eq!(cli.timeout(), Duration::from_millis(500));
     }
 
     #[test]
@@ -727,6 +802,78 @@ mod tests {
             Command::Ns(NsCommand::Drop { name: "x".into() })
         );
         assert!(parse(&["ns", "create", "x", "--protocol", "paxos"]).is_err());
+    }
+
+    #[test]
+    fn cluster_commands() {
+        let cli = parse(&["cluster", "status", "--output", "json"]).expect("valid");
+        assert_eq!(cli.command, Command::Cluster(ClusterCommand::Status));
+        assert_eq!(cli.output, Format::Json);
+        let cli = parse(&["cluster", "add", "4", "10.0.0.4:7401"]).expect("valid");
+        assert_eq!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Add {
+                id: 4,
+                address: "10.0.0.4:7401".into()
+            })
+        );
+        // `cluster add` waits as long as a replica may take to catch up, unless told.
+        assert_eq!(cli.add_node_options().timeout, None);
+        let cli = parse(&["--timeout", "30", "cluster", "add", "4", "db4:7401"]).expect("valid");
+        assert_eq!(
+            cli.add_node_options().timeout,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse(&["cluster", "remove", "2"]).expect("valid").command,
+            Command::Cluster(ClusterCommand::Remove { id: 2 })
+        );
+        assert_eq!(
+            parse(&["cluster", "rm", "2"]).expect("valid").command,
+            Command::Cluster(ClusterCommand::Remove { id: 2 })
+        );
+        for bad in [
+            &["cluster"][..],
+            &["cluster", "add", "4"][..],
+            &["cluster", "add", "0", "db4:7401"][..],
+            &["cluster", "add", "-1", "db4:7401"][..],
+            &["cluster", "add", "four", "db4:7401"][..],
+            &["cluster", "add", "4", "db4"][..],
+            &["cluster", "add", "4", ":7401"][..],
+            &["cluster", "add", "4", "db4:99999"][..],
+            &["cluster", "remove"][..],
+            &["cluster", "remove", "0"][..],
+            &["cluster", "remove", "x"][..],
+            &["cluster", "status", "extra"][..],
+            &["cluster", "join", "4"][..],
+        ] {
+            assert_eq!(
+                parse(bad).expect_err("usage").exit_code(),
+                EXIT_USAGE,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn cluster_commands_exit_3_when_no_server_answers() {
+        // Nothing listens on port 1: the call fails to connect, a server-side error.
+        for args in [
+            &["cluster", "status"][..],
+            &["cluster", "add", "4", "127.0.0.1:2"][..],
+            &["cluster", "remove", "4"][..],
+        ] {
+            let mut argv = vec!["--endpoints", "127.0.0.1:1", "--timeout", "1"];
+            argv.extend_from_slice(args);
+            let cli = parse(&argv).expect("valid");
+            let mut out = Printer::new(Format::Text, Vec::new());
+            let err = run(&cli, &mut out).await.expect_err("nothing listens");
+            assert!(
+                matches!(err, RunError::Client(Error::Unavailable(_))),
+                "{err:?}"
+            );
+            assert!(out.into_inner().is_empty());
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use clap::ValueEnum;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    CasOutput, DeleteOutput, Entry, GetOutput, NamespaceInfo, PutOutput, ResponseMeta, Session,
+    CasOutput, ClusterStatus, DeleteOutput, Entry, GetOutput, Membership, NamespaceInfo,
+    NodeStatus, PutOutput, ResponseMeta, Session,
 };
 
 /// The output format.
@@ -78,6 +79,102 @@ fn namespace_json(info: &NamespaceInfo) -> Value {
         "replica_ids": info.replica_ids,
         "revision": info.revision,
     })
+}
+
+/// The columns of `cluster status`'s text table.
+pub const CLUSTER_COLUMNS: [&str; 9] = [
+    "ID",
+    "ADDRESS",
+    "ROLE",
+    "VOTER",
+    "TERM",
+    "APPLIED",
+    "LAG_VERSIONS",
+    "LAG_MS",
+    "REACHABLE",
+];
+
+/// One row of `cluster status`'s table: what an unreachable replica did not report, and an
+/// unknown lag, are `-`.
+fn node_row(n: &NodeStatus) -> [String; 9] {
+    let known = |v: u64| {
+        if n.reachable {
+            v.to_string()
+        } else {
+            "-".to_string()
+        }
+    };
+    [
+        n.id.to_string(),
+        if n.address.is_empty() {
+            "-".to_string()
+        } else {
+            n.address.clone()
+        },
+        n.role.name().to_string(),
+        n.voter.to_string(),
+        known(n.term),
+        known(n.applied_index),
+        known(n.lag_versions),
+        match n.lag_ms {
+            Some(ms) if n.reachable => ms.to_string(),
+            _ => "-".to_string(),
+        },
+        n.reachable.to_string(),
+    ]
+}
+
+/// `cluster status`'s JSON for one replica: what an unreachable replica did not report, and
+/// an unknown lag or primary, are `null`.
+fn node_json(n: &NodeStatus) -> Value {
+    let known = |v: u64| {
+        if n.reachable {
+            Value::from(v)
+        } else {
+            Value::Null
+        }
+    };
+    json!({
+        "id": n.id,
+        "address": n.address,
+        "role": n.role.name(),
+        "voter": n.voter,
+        "reachable": n.reachable,
+        "term": known(n.term),
+        "last_log_index": known(n.last_log_index),
+        "commit_index": known(n.commit_index),
+        "applied_index": known(n.applied_index),
+        "lag_versions": known(n.lag_versions),
+        "lag_ms": n.lag_ms.filter(|_| n.reachable),
+        "leader_id": n.leader_id.filter(|_| n.reachable),
+    })
+}
+
+/// Writes rows as left-aligned columns two spaces apart, with no trailing spaces.
+fn write_table<W: Write, const N: usize>(
+    out: &mut W,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> io::Result<()> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header = header.map(str::to_string);
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
 }
 
 /// Text lines for bytes: UTF-8 as is, other bytes replaced (use JSON for exact bytes).
@@ -307,6 +404,46 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// `cluster status`: text prints a table (see [`CLUSTER_COLUMNS`]), one replica per row
+    /// by id; JSON `{leader_id, nodes: [{id, address, role, voter, reachable, term,
+    /// last_log_index, commit_index, applied_index, lag_versions, lag_ms, leader_id}]}` with
+    /// `null` for what is unknown.
+    pub fn cluster_status(&mut self, status: &ClusterStatus) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                let rows: Vec<[String; 9]> = status.nodes.iter().map(node_row).collect();
+                write_table(&mut self.out, CLUSTER_COLUMNS, &rows)
+            }
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert("leader_id".into(), json!(status.leader_id));
+                obj.insert(
+                    "nodes".into(),
+                    Value::Array(status.nodes.iter().map(node_json).collect()),
+                );
+                self.json(obj)
+            }
+        }
+    }
+
+    /// `cluster add` / `cluster remove`: text prints `voters: 1,2,3` and `learners: ...`
+    /// lines; JSON `{voters: [...], learners: [...]}`.
+    pub fn membership(&mut self, m: &Membership) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+                writeln!(self.out, "voters: {}", ids(&m.voters))?;
+                writeln!(self.out, "learners: {}", ids(&m.learners))
+            }
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert("voters".into(), json!(m.voters));
+                obj.insert("learners".into(), json!(m.learners));
+                self.json(obj)
+            }
+        }
+    }
+
     /// `ns drop`: text prints `OK`; JSON `{name, dropped: true}`.
     pub fn dropped(&mut self, name: &str) -> io::Result<()> {
         match self.format {
@@ -406,5 +543,110 @@ mod tests {
             printed(Format::Text, |p| p.delete(b"k", &del, None)),
             b"1\n"
         );
+    }
+
+    fn cluster() -> ClusterStatus {
+        use crate::Role;
+        ClusterStatus {
+            leader_id: Some(1),
+            nodes: vec![
+                NodeStatus {
+                    id: 1,
+                    address: "127.0.0.1:7201".into(),
+                    role: Role::Leader,
+                    reachable: true,
+                    voter: true,
+                    term: 3,
+                    last_log_index: 42,
+                    commit_index: 42,
+                    applied_index: 42,
+                    lag_versions: 0,
+                    lag_ms: Some(12),
+                    leader_id: Some(1),
+                },
+                NodeStatus {
+                    id: 2,
+                    address: "127.0.0.1:7202".into(),
+                    role: Role::Learner,
+                    reachable: true,
+                    voter: false,
+                    term: 3,
+                    last_log_index: 40,
+                    commit_index: 40,
+                    applied_index: 38,
+                    lag_versions: 2,
+                    lag_ms: None,
+                    leader_id: Some(1),
+                },
+                NodeStatus {
+                    id: 13,
+                    address: "127.0.0.1:7203".into(),
+                    role: Role::Unreachable,
+                    reachable: false,
+                    voter: true,
+                    ..NodeStatus::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn text_cluster_status_is_an_aligned_table() {
+        let out = printed(Format::Text, |p| p.cluster_status(&cluster()));
+        let text = String::from_utf8(out).expect("utf-8");
+        let expected = "\
+ID  ADDRESS         ROLE         VOTER  TERM  APPLIED  LAG_VERSIONS  LAG_MS  REACHABLE
+1   127.0.0.1:7201  leader       true   3     42       0             12      true
+2   127.0.0.1:7202  learner      false  3     38       2             -       true
+13  127.0.0.1:7203  unreachable  true   -     -        -             -       false
+";
+        assert_eq!(text, expected);
+        let empty = printed(Format::Text, |p| {
+            p.cluster_status(&ClusterStatus::default())
+        });
+        assert_eq!(
+            String::from_utf8(empty).expect("utf-8"),
+            "ID  ADDRESS  ROLE  VOTER  TERM  APPLIED  LAG_VERSIONS  LAG_MS  REACHABLE\n"
+        );
+    }
+
+    #[test]
+    fn json_cluster_status_has_nulls_for_unknowns() {
+        let out = printed(Format::Json, |p| p.cluster_status(&cluster()));
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["leader_id"], 1);
+        let nodes = v["nodes"].as_array().expect("nodes");
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[0]["role"], "leader");
+        assert_eq!(nodes[0]["lag_ms"], 12);
+        assert_eq!(nodes[0]["applied_index"], 42);
+        assert_eq!(nodes[1]["voter"], false);
+        assert_eq!(nodes[1]["lag_ms"], Value::Null);
+        assert_eq!(nodes[1]["lag_versions"], 2);
+        assert_eq!(nodes[2]["reachable"], false);
+        assert_eq!(nodes[2]["term"], Value::Null);
+        assert_eq!(nodes[2]["leader_id"], Value::Null);
+        assert_eq!(nodes[2]["address"], "127.0.0.1:7203");
+        let none = printed(Format::Json, |p| {
+            p.cluster_status(&ClusterStatus::default())
+        });
+        let v: Value = serde_json::from_slice(&none).expect("json");
+        assert_eq!(v["leader_id"], Value::Null);
+    }
+
+    #[test]
+    fn membership_output() {
+        let m = Membership {
+            voters: vec![1, 2, 3],
+            learners: vec![],
+        };
+        assert_eq!(
+            printed(Format::Text, |p| p.membership(&m)),
+            b"voters: 1,2,3\nlearners: \n"
+        );
+        let v: Value =
+            serde_json::from_slice(&printed(Format::Json, |p| p.membership(&m))).expect("json");
+        assert_eq!(v, json!({"voters": [1, 2, 3], "learners": []}));
     }
 }
