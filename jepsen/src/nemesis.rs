@@ -8,6 +8,7 @@
 //! | `kill` | SIGKILL a random minority of the nodes, or the leader | restart them on their data |
 //! | `pause` | SIGSTOP a random minority, or the leader | SIGCONT |
 //! | `partition` | cut links by a [`Shape`] (isolate one, majority/minority, bridge, ring), each cut a drop or a blackhole | heal every link |
+//! | `partition-leader` | cut the leader off from every other node, a drop or a blackhole | heal every link |
 //! | `clock` | jump random nodes' wall clocks by up to ±60 s, or strobe one between two offsets every few ms | reset every offset to 0 |
 //!
 //! With one node, "a minority" is that node (the only way to test crash recovery of a
@@ -43,6 +44,9 @@ pub enum FaultKind {
     Pause,
     /// Network partitions through the link proxies.
     Partition,
+    /// The leader cut off from every other node (the partition that lets a deposed leader
+    /// keep answering, if it wrongly does).
+    PartitionLeader,
     /// Wall-clock skew through libfaketime.
     Clock,
 }
@@ -54,6 +58,7 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
+            FaultKind::PartitionLeader => "partition-leader",
             FaultKind::Clock => "clock",
         }
     }
@@ -80,14 +85,15 @@ pub fn parse_kinds(text: &str) -> Result<Vec<FaultKind>, String> {
             "partition" => {
                 kinds.insert(FaultKind::Partition);
             }
+            "partition-leader" => {
+                kinds.insert(FaultKind::PartitionLeader);
+            }
             "clock" => {
                 kinds.insert(FaultKind::Clock);
             }
-            other => {
-                return Err(format!(
-                    "unknown nemesis {other:?} (kill, pause, partition, clock, none)"
-                ))
-            }
+            other => return Err(format!(
+                "unknown nemesis {other:?} (kill, pause, partition, partition-leader, clock, none)"
+            )),
         }
     }
     Ok(kinds.into_iter().collect())
@@ -109,6 +115,8 @@ pub enum Target {
 pub enum Shape {
     /// One node cut off from every other.
     IsolateOne(NodeId),
+    /// Whichever node leads when the step runs, cut off from every other.
+    IsolateLeader,
     /// Two sides, the smaller one a minority.
     MajorityMinority {
         /// The minority side.
@@ -144,6 +152,8 @@ impl Shape {
             }
         };
         match self {
+            // Resolved to `IsolateOne` when the step runs; on its own it cuts nothing.
+            Shape::IsolateLeader => {}
             Shape::IsolateOne(id) => {
                 let rest: Vec<NodeId> = all.iter().copied().filter(|x| x != id).collect();
                 cut_between(&[*id], &rest);
@@ -303,7 +313,9 @@ impl Schedule {
         let kinds: Vec<FaultKind> = kinds
             .iter()
             .copied()
-            .filter(|k| *k != FaultKind::Partition || nodes >= 2)
+            .filter(|k| {
+                !matches!(k, FaultKind::Partition | FaultKind::PartitionLeader) || nodes >= 2
+            })
             .collect();
         let mut steps = Vec::new();
         if kinds.is_empty() || nodes == 0 {
@@ -405,6 +417,20 @@ fn fault_and_heal(rng: &mut StdRng, kind: FaultKind, nodes: usize, dur: u64) -> 
             };
             (Action::Partition { shape, mode }, Action::HealNetwork)
         }
+        FaultKind::PartitionLeader => {
+            let mode = if rng.random_bool(0.5) {
+                LinkMode::Drop
+            } else {
+                LinkMode::Blackhole
+            };
+            (
+                Action::Partition {
+                    shape: Shape::IsolateLeader,
+                    mode,
+                },
+                Action::HealNetwork,
+            )
+        }
         FaultKind::Clock => {
             if rng.random_bool(0.5) {
                 let mut ids: Vec<NodeId> = (1..=nodes as NodeId).collect();
@@ -475,11 +501,15 @@ impl Nemesis {
             Action::Resume => format!("resumed {:?}", cluster.resume_all()),
             Action::Partition { shape, mode } => {
                 let n = cluster.ids().len();
+                let shape = match shape {
+                    Shape::IsolateLeader => Shape::IsolateOne(cluster.leader()),
+                    other => other.clone(),
+                };
                 let cut = shape.cut_links(n);
                 match cluster.network() {
                     Some(net) => {
                         net.partition(&cut, *mode);
-                        format!("cut {} links ({mode:?}): {cut:?}", cut.len())
+                        format!("{shape:?}: cut {} links ({mode:?}): {cut:?}", cut.len())
                     }
                     None => "no network to partition (single node or unreplicated)".into(),
                 }
@@ -692,6 +722,10 @@ mod tests {
             Ok(vec![FaultKind::Kill, FaultKind::Pause])
         );
         assert_eq!(parse_kinds("none"), Ok(vec![]));
+        assert_eq!(
+            parse_kinds("partition-leader"),
+            Ok(vec![FaultKind::PartitionLeader])
+        );
         assert!(parse_kinds("flood").is_err());
     }
 }

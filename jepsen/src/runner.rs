@@ -169,7 +169,9 @@ fn preflight(cfg: &RunConfig) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
-    if cfg.nemesis.contains(&FaultKind::Partition) && (cfg.nodes < 2 || cfg.split_brain) {
+    let partitions = cfg.nemesis.contains(&FaultKind::Partition)
+        || cfg.nemesis.contains(&FaultKind::PartitionLeader);
+    if partitions && (cfg.nodes < 2 || cfg.split_brain) {
         bail!("the partition nemesis needs a replicated cluster of at least 2 nodes (--nodes)");
     }
     if cfg.nodes > 1 && !cfg.split_brain {
@@ -318,7 +320,11 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..cfg.concurrency {
         let client = worker_client(&endpoints, w, cfg.op_timeout)?;
-        let conn = if cfg.workload == WorkloadKind::Session {
+        // A stateless server learns a client's order only from its session token: the
+        // session workload, and every SEQUENTIAL or CAUSAL run, give each client a session.
+        let needs_session = cfg.workload == WorkloadKind::Session
+            || matches!(cfg.level, Level::Sequential | Level::Causal);
+        let conn = if needs_session {
             Conn::Session(client.session(SessionGuarantees::all()))
         } else {
             Conn::Plain(client)

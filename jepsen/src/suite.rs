@@ -17,8 +17,9 @@
 //! - with `--nodes 3` or more (needs `dialkv serve --peers`): the same runs on the replicated
 //!   cluster with partitions added, sequential and eventual reads, and the **stale-read
 //!   self-test**: every node started with `--unsafe-stale-linearizable-reads` (a leader
-//!   answers linearizable reads without the ReadIndex check) under partitions, checked as a
-//!   linearizable register: a deposed leader serving reads must be caught.
+//!   answers linearizable reads without the ReadIndex check) with the leader cut off for 4-10 s
+//!   at a time, checked as a linearizable register: a deposed leader serving reads must be
+//!   caught.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -57,6 +58,8 @@ pub struct Case {
     pub split_brain: bool,
     /// Extra server arguments.
     pub server_args: Vec<String>,
+    /// Mean time between faults (faults last 40-100 % of it).
+    pub interval: Duration,
 }
 
 fn case(
@@ -77,12 +80,13 @@ fn case(
         expect: Expect::Valid,
         split_brain: false,
         server_args: Vec::new(),
+        interval: Duration::from_secs(4),
     }
 }
 
 /// Returns the CI cases for a cluster of `nodes`.
 pub fn ci_cases(nodes: usize) -> Vec<Case> {
-    use FaultKind::{Clock, Kill, Partition, Pause};
+    use FaultKind::{Clock, Kill, Partition, PartitionLeader, Pause};
     use Level::{Eventual, Linearizable, Sequential};
     use WorkloadKind::{ListAppend, Register, Session, Set};
     let mut cases = vec![
@@ -182,10 +186,13 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
             "selftest-stale-linearizable-reads",
             Register,
             Linearizable,
-            &[Partition],
+            &[PartitionLeader],
             nodes,
-            30,
+            40,
         );
+        // Long partitions: the majority must elect a new leader and take writes while the
+        // old one, cut off, still answers reads.
+        stale.interval = Duration::from_secs(10);
         stale.expect = Expect::Caught;
         stale.server_args = vec!["--unsafe-stale-linearizable-reads".into()];
         cases.push(stale);
@@ -263,7 +270,7 @@ pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
             seed: cfg.seed,
             out: cfg.out.join(&c.name),
             dialkv_bin: cfg.dialkv_bin.clone(),
-            interval: Duration::from_secs(4),
+            interval: c.interval,
             quiet: Duration::from_secs(2),
             op_timeout: Duration::from_secs(2),
             rate: 300,
