@@ -41,6 +41,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The per-call timeout of [`Client::add_node`] when its options set none: the server lets
 /// a new replica catch up for 120 s, and a backup forwarding the call waits 15 s more.
 pub const ADD_NODE_TIMEOUT: Duration = Duration::from_secs(150);
+/// How long an endpoint that refused a connection is passed over by reads that any replica
+/// may serve (it is still tried when every endpoint is down, and by retries that need it).
+pub const DOWN_FOR: Duration = Duration::from_secs(1);
 /// The connect timeout when the builder sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -97,6 +100,11 @@ impl Inner {
         self.endpoints().iter().map(|s| s.address.clone()).collect()
     }
 
+    /// Which endpoints are up (not refused a connection in the last [`DOWN_FOR`]), in order.
+    fn up(&self, now: Instant) -> Vec<bool> {
+        self.endpoints().iter().map(|s| s.is_up(now)).collect()
+    }
+
     /// The index of the endpoint at `address`, added if it is not in the list yet. `None`
     /// when the address does not parse or the list is full.
     fn add_endpoint(&self, address: &str) -> Option<usize> {
@@ -126,6 +134,8 @@ struct Slot {
     address: String,
     endpoint: Endpoint,
     channel: OnceLock<Channel>,
+    /// Until when the endpoint counts as down: set when a connection to it fails.
+    down_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Slot {
@@ -136,7 +146,24 @@ impl Slot {
                 .connect_timeout(connect_timeout)
                 .tcp_nodelay(true),
             channel: OnceLock::new(),
+            down_until: std::sync::Mutex::new(None),
         })
+    }
+
+    fn down_until(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_up(&self, now: Instant) -> bool {
+        self.down_until().is_none_or(|until| now >= until)
+    }
+
+    /// Records how an attempt here went: a refused connection marks the endpoint down for
+    /// [`DOWN_FOR`] (reads then start elsewhere); any answer marks it up.
+    fn record(&self, connect_failed: bool) {
+        *self.down_until() = connect_failed.then(|| Instant::now() + DOWN_FOR);
     }
 
     fn channel(&self) -> Channel {
@@ -169,7 +196,7 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// A builder with the defaults: namespace `default`, 5 s per call, 5 attempts.
+    /// A builder with the defaults: namespace `default`, 5 s per call, 10 attempts.
     pub fn new() -> Self {
         Self::default()
     }
@@ -347,7 +374,7 @@ impl Client {
         let inner = &self.inner;
         let mut index = routing::first_endpoint(
             route,
-            inner.len(),
+            &inner.up(Instant::now()),
             inner.primary.load(Ordering::Relaxed),
             inner.ticket.fetch_add(1, Ordering::Relaxed),
         );
@@ -365,12 +392,17 @@ impl Client {
                 Some(slot) => {
                     match tokio::time::timeout_at(deadline, attempt(slot.channel(), remaining)).await {
                         Ok(Ok(reply)) => {
+                            slot.record(false);
                             if kind != CallKind::Read {
                                 inner.primary.store(index, Ordering::Relaxed);
                             }
                             return Ok(reply);
                         }
-                        Ok(Err(status)) => ErrorStatus::from_tonic(&status),
+                        Ok(Err(status)) => {
+                            let status = ErrorStatus::from_tonic(&status);
+                            slot.record(status.is_connect_failure());
+                            status
+                        }
                         Err(_) => ErrorStatus::local(
                             tonic::Code::DeadlineExceeded,
                             format!("no reply within the call's deadline ({remaining:?} left at the last attempt)"),
@@ -399,7 +431,8 @@ impl Client {
             }
             maybe_applied |= status.write_may_have_applied();
             let moved_from = index;
-            index = match routing::next_endpoint(index, &inner.addresses(), &next) {
+            let up = inner.up(Instant::now());
+            index = match routing::next_endpoint(index, &inner.addresses(), &up, &next) {
                 Step::To(i) => i,
                 Step::Add(address) => inner
                     .add_endpoint(&address)

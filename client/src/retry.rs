@@ -113,9 +113,11 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
+    /// 10 attempts, waits from 25 ms doubling up to 1 s: about 2 to 5 s of retrying in all
+    /// (within the call's deadline), enough to ride out an election of a new primary.
     fn default() -> Self {
         RetryPolicy {
-            attempts: 5,
+            attempts: 10,
             base_delay: Duration::from_millis(25),
             max_delay: Duration::from_secs(1),
         }

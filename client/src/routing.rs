@@ -41,15 +41,31 @@ pub fn route(kind: CallKind, level: Option<Level>) -> Route {
     }
 }
 
-/// The endpoint (an index into a list of `n`, `n >= 1`) a call on `route` starts at:
-/// `primary` (the endpoint that last served a write) or the `ticket`-th in round-robin order
-/// (a counter the client advances per call).
-pub fn first_endpoint(route: Route, n: usize, primary: usize, ticket: usize) -> usize {
-    let n = n.max(1);
+/// The endpoint (an index into `up`, which says which endpoints are not known to be down)
+/// a call on `route` starts at: `primary` (the endpoint that last served a write), or the
+/// `ticket`-th in round-robin order (a counter the client advances per call) over the
+/// endpoints that are up, or over all of them when none is.
+pub fn first_endpoint(route: Route, up: &[bool], primary: usize, ticket: usize) -> usize {
+    let n = up.len().max(1);
     match route {
         Route::Primary => primary % n,
-        Route::Spread => ticket % n,
+        Route::Spread => {
+            let live: Vec<usize> = (0..up.len()).filter(|&i| up[i]).collect();
+            match live.len() {
+                0 => ticket % n,
+                k => live[ticket % k],
+            }
+        }
     }
+}
+
+/// The first endpoint from `start` on (wrapping) that is up; `start` when none is.
+fn first_up(up: &[bool], start: usize) -> usize {
+    let n = up.len().max(1);
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| up.get(i).copied().unwrap_or(true))
+        .unwrap_or(start % n)
 }
 
 /// Where the next attempt goes.
@@ -61,11 +77,17 @@ pub enum Step {
     Add(String),
 }
 
-/// Where the attempt after one at `current` goes, given the retry's [`Next`] and the
-/// `endpoints` (addresses as given to the client, in order; [`same_address`] compares them).
-pub fn next_endpoint(current: usize, endpoints: &[String], next: &Next) -> Step {
+/// Where the attempt after one at `current` goes, given the retry's [`Next`], the
+/// `endpoints` (addresses as given to the client, in order; [`same_address`] compares them)
+/// and which of them are `up` (not known to be down). "Another endpoint" is the next one
+/// that is up, or simply the next one when no other is up.
+pub fn next_endpoint(current: usize, endpoints: &[String], up: &[bool], next: &Next) -> Step {
     let n = endpoints.len().max(1);
-    let other = Step::To((current + 1) % n);
+    let after = (current + 1) % n;
+    let other = match first_up(up, after) {
+        i if i == current % n => Step::To(after),
+        i => Step::To(i),
+    };
     match next {
         Next::Same => Step::To(current % n),
         Next::Other => other,
@@ -124,48 +146,84 @@ mod tests {
 
     #[test]
     fn primary_calls_start_at_the_remembered_endpoint_and_reads_rotate() {
-        assert_eq!(first_endpoint(Route::Primary, 3, 2, 17), 2);
-        assert_eq!(first_endpoint(Route::Primary, 3, 5, 0), 2);
+        let all_up = [true; 3];
+        assert_eq!(first_endpoint(Route::Primary, &all_up, 2, 17), 2);
+        assert_eq!(first_endpoint(Route::Primary, &all_up, 5, 0), 2);
         let starts: Vec<usize> = (0..6)
-            .map(|t| first_endpoint(Route::Spread, 3, 1, t))
+            .map(|t| first_endpoint(Route::Spread, &all_up, 1, t))
             .collect();
         assert_eq!(starts, [0, 1, 2, 0, 1, 2]);
-        assert_eq!(first_endpoint(Route::Spread, 1, 0, 41), 0);
+        assert_eq!(first_endpoint(Route::Spread, &[true], 0, 41), 0);
         // A degenerate list never divides by zero.
-        assert_eq!(first_endpoint(Route::Spread, 0, 0, 3), 0);
+        assert_eq!(first_endpoint(Route::Spread, &[], 0, 3), 0);
+    }
+
+    #[test]
+    fn reads_skip_endpoints_that_are_down_unless_all_are() {
+        let one_down = [false, true, true];
+        let starts: Vec<usize> = (0..6)
+            .map(|t| first_endpoint(Route::Spread, &one_down, 0, t))
+            .collect();
+        assert_eq!(starts, [1, 2, 1, 2, 1, 2]);
+        // The primary is where writes last succeeded, down or not (a failed write moves it).
+        assert_eq!(first_endpoint(Route::Primary, &one_down, 0, 1), 0);
+        let starts: Vec<usize> = (0..3)
+            .map(|t| first_endpoint(Route::Spread, &[false; 3], 0, t))
+            .collect();
+        assert_eq!(starts, [0, 1, 2]);
+        let list = endpoints(&["a:1", "b:1", "c:1"]);
+        assert_eq!(
+            next_endpoint(0, &list, &[true, false, true], &Next::Other),
+            Step::To(2)
+        );
+        assert_eq!(
+            next_endpoint(0, &list, &[true, false, false], &Next::Other),
+            Step::To(1)
+        );
+        // A leader hint is followed even to an endpoint that was down: it is back, or the
+        // retry after it moves on.
+        assert_eq!(
+            next_endpoint(0, &list, &[true, false, true], &Next::Leader("b:1".into())),
+            Step::To(1)
+        );
     }
 
     #[test]
     fn retries_move_on_stay_or_follow_the_leader_hint() {
         let list = endpoints(&["10.0.0.1:7401", "http://10.0.0.2:7401/", "10.0.0.3:7401"]);
-        assert_eq!(next_endpoint(0, &list, &Next::Other), Step::To(1));
-        assert_eq!(next_endpoint(2, &list, &Next::Other), Step::To(0));
-        assert_eq!(next_endpoint(1, &list, &Next::Same), Step::To(1));
+        let all_up = [true; 3];
+        assert_eq!(next_endpoint(0, &list, &all_up, &Next::Other), Step::To(1));
+        assert_eq!(next_endpoint(2, &list, &all_up, &Next::Other), Step::To(0));
+        assert_eq!(next_endpoint(1, &list, &all_up, &Next::Same), Step::To(1));
         assert_eq!(
-            next_endpoint(0, &list, &Next::Leader("10.0.0.2:7401".into())),
+            next_endpoint(0, &list, &all_up, &Next::Leader("10.0.0.2:7401".into())),
             Step::To(1)
         );
         assert_eq!(
-            next_endpoint(0, &list, &Next::Leader("10.0.0.3:7401".into())),
+            next_endpoint(0, &list, &all_up, &Next::Leader("10.0.0.3:7401".into())),
             Step::To(2)
         );
         assert_eq!(
-            next_endpoint(0, &list, &Next::Leader("10.0.0.4:7401".into())),
+            next_endpoint(0, &list, &all_up, &Next::Leader("10.0.0.4:7401".into())),
             Step::Add("10.0.0.4:7401".into())
         );
         let single = endpoints(&["a:1"]);
-        assert_eq!(next_endpoint(0, &single, &Next::Other), Step::To(0));
+        assert_eq!(
+            next_endpoint(0, &single, &[true], &Next::Other),
+            Step::To(0)
+        );
     }
 
     #[test]
     fn a_full_endpoint_list_takes_no_new_hint() {
         let list: Vec<String> = (0..MAX_ENDPOINTS).map(|i| format!("h{i}:1")).collect();
+        let up = vec![true; MAX_ENDPOINTS];
         assert_eq!(
-            next_endpoint(3, &list, &Next::Leader("new:1".into())),
+            next_endpoint(3, &list, &up, &Next::Leader("new:1".into())),
             Step::To(4)
         );
         assert_eq!(
-            next_endpoint(3, &list, &Next::Leader("h9:1".into())),
+            next_endpoint(3, &list, &up, &Next::Leader("h9:1".into())),
             Step::To(9)
         );
     }
