@@ -162,16 +162,7 @@ pub async fn compare(config: &CompareConfig) -> Result<Report> {
         eprintln!("dialkv-bench: wrote {}", path.display());
     }
     if let Some(path) = &config.plot {
-        let curves: Vec<(String, Vec<CurvePoint>)> = report
-            .targets
-            .iter()
-            .map(|t| (t.name.clone(), t.curve.clone()))
-            .collect();
-        let title = format!(
-            "workload {} ({}), {} B values, up to {} clients",
-            report.workload, report.distribution, report.value_size, report.clients
-        );
-        plot::draw(path, &title, &curves)?;
+        plot::draw(path, &report.plot_title(), &report.curves())?;
         eprintln!("dialkv-bench: wrote {}", path.display());
     }
     Ok(report)

@@ -1,5 +1,6 @@
 //! The `dialkv-bench` command: `dialkv-bench compare --targets dialkv-pb,etcd,redis
-//! --workload A --clients 64 --time 30s [--json FILE] [--plot FILE.png]`.
+//! --workload A --clients 64 --time 30s [--json FILE] [--plot FILE.png]`, and
+//! `dialkv-bench plot --json FILE --out FILE.png` to redraw a saved run's plot.
 //!
 //! Every server the run starts is stopped before it exits: at the end of each target, on an
 //! error, on Ctrl-C (the run is dropped, which stops the clusters) and on a panic (the panic
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 use dialkv_bench::cli::{parse_duration, parse_fractions, parse_list};
 use dialkv_bench::compare::{compare, CompareConfig};
 use dialkv_bench::process::{install_panic_hook, kill_all};
+use dialkv_bench::report::Report;
 use dialkv_bench::target::{dialkv::default_binary, Settings, TARGET_NAMES};
 use dialkv_bench::workload::{Distribution, Workload};
 use dialkv_client::Level;
@@ -30,7 +32,29 @@ struct Cli {
 enum Command {
     /// Starts each target's cluster in turn, loads it, measures it, stops it, and prints one
     /// table of throughput and latency with each target's ratio to etcd.
-    Compare(CompareArgs),
+    Compare(Box<CompareArgs>),
+    /// Redraws the latency-versus-throughput PNG from a JSON report written by `compare`.
+    Plot(PlotArgs),
+}
+
+#[derive(Parser, Debug)]
+struct PlotArgs {
+    /// The JSON report (`compare --json`, run with `--plot` so it holds the curves).
+    #[arg(long)]
+    json: PathBuf,
+    /// Where to write the PNG.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn run_plot(args: &PlotArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.json)
+        .with_context(|| format!("reading {}", args.json.display()))?;
+    let report = Report::from_json(&text)
+        .with_context(|| format!("{} is not a dialkv-bench report", args.json.display()))?;
+    dialkv_bench::plot::draw(&args.out, &report.plot_title(), &report.curves())?;
+    eprintln!("dialkv-bench: wrote {}", args.out.display());
+    Ok(())
 }
 
 #[derive(Parser, Debug)]
@@ -188,6 +212,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compare(args) => run_compare(&args),
+        Command::Plot(args) => run_plot(&args),
     };
     kill_all();
     match result {

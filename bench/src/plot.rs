@@ -2,8 +2,8 @@
 //! from the intended start time at each fixed rate, against the throughput reached.
 //!
 //! A store's curve stays flat while it keeps up and turns up sharply near its capacity; the
-//! point where it turns is the throughput one can plan for at a given latency. Latency is on
-//! a log scale, since targets differ by orders of magnitude near saturation.
+//! point where it turns is the throughput one can plan for at a given latency. Both axes use
+//! log scales, since targets differ by orders of magnitude in both.
 //!
 //! Text needs a TrueType font: plotters' pure-Rust `ab_glyph` renderer is given the first
 //! of [`FONT_CANDIDATES`] that exists (Debian's `fonts-dejavu-core`), or `$DIALKV_BENCH_FONT`.
@@ -74,7 +74,15 @@ pub fn draw(path: &Path, title: &str, curves: &[(String, Vec<CurvePoint>)]) -> R
         bail!("no latency-versus-throughput points to plot");
     }
     ensure_font()?;
-    let x_max = points.iter().map(|p| p.ops_per_sec).fold(1.0, f64::max) * 1.1;
+    // Throughputs differ by orders of magnitude between targets: log scale on both axes.
+    let x_max = points.iter().map(|p| p.ops_per_sec).fold(1.0, f64::max) * 1.5;
+    let x_min = points
+        .iter()
+        .map(|p| p.ops_per_sec)
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min)
+        .min(x_max / 10.0)
+        / 1.5;
     let y_min = points
         .iter()
         .map(|p| p.p50_ms)
@@ -91,15 +99,18 @@ pub fn draw(path: &Path, title: &str, curves: &[(String, Vec<CurvePoint>)]) -> R
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FAMILY, 20))
         .margin(15)
+        .margin_right(45)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
         .map_err(draw_err)?;
     chart
         .configure_mesh()
-        .x_desc("throughput (ops/s)")
+        .x_desc("throughput reached (ops/s, log)")
         .y_desc("latency from intended start (ms, log)")
         .label_style((FAMILY, 14))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v}"))
         .draw()
         .map_err(draw_err)?;
 
@@ -143,4 +154,49 @@ pub fn draw(path: &Path, title: &str, curves: &[(String, Vec<CurvePoint>)]) -> R
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(ops: f64, p50: f64) -> CurvePoint {
+        CurvePoint {
+            target_ops_per_sec: ops,
+            ops_per_sec: ops,
+            p50_ms: p50,
+            p99_ms: p50 * 3.0,
+        }
+    }
+
+    #[test]
+    fn draws_a_png() {
+        if ensure_font().is_err() {
+            eprintln!("no TrueType font here: plot test skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("curve.png");
+        let curves = vec![
+            (
+                "etcd".to_string(),
+                vec![point(1000.0, 2.0), point(4000.0, 9.0)],
+            ),
+            (
+                "redis".to_string(),
+                vec![point(20_000.0, 0.3), point(60_000.0, 1.0)],
+            ),
+            ("empty".to_string(), Vec::new()),
+        ];
+        draw(&path, "test", &curves).expect("draws");
+        let bytes = std::fs::read(&path).expect("written");
+        assert!(bytes.starts_with(b"\x89PNG"));
+    }
+
+    #[test]
+    fn refuses_an_empty_plot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = draw(&dir.path().join("x.png"), "t", &[]).expect_err("nothing to draw");
+        assert!(err.to_string().contains("no latency"));
+    }
 }

@@ -8,10 +8,10 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One measured target.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TargetReport {
     /// The target's name (`etcd`, `dialkv-pb`, ...).
     pub name: String,
@@ -34,17 +34,17 @@ pub struct TargetReport {
     /// Reads that found no value (should be 0: every key is loaded first).
     pub misses: u64,
     /// The first error, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
     /// The target's settings, e.g. members and durability.
     pub settings: String,
     /// Points of the latency-versus-throughput curve (open loop at fixed rates).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub curve: Vec<CurvePoint>,
 }
 
 /// One open-loop run at a fixed rate.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CurvePoint {
     /// The rate asked for, operations per second.
     pub target_ops_per_sec: f64,
@@ -57,7 +57,7 @@ pub struct CurvePoint {
 }
 
 /// A target that was not measured, and why.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Skipped {
     /// The target's name.
     pub name: String,
@@ -66,7 +66,7 @@ pub struct Skipped {
 }
 
 /// The machine a run happened on, so numbers are read in context.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Machine {
     /// CPU model from /proc/cpuinfo.
     pub cpu: String,
@@ -81,7 +81,7 @@ pub struct Machine {
 }
 
 /// A whole `compare` run.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// The workload and its description.
     pub workload: String,
@@ -108,6 +108,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// Reads a report written by [`Report::to_json`].
+    pub fn from_json(text: &str) -> serde_json::Result<Report> {
+        serde_json::from_str(text)
+    }
+
+    /// The title of the report's plot.
+    pub fn plot_title(&self) -> String {
+        format!(
+            "workload {} ({}), {} B values, up to {} clients",
+            self.workload, self.distribution, self.value_size, self.clients
+        )
+    }
+
+    /// Each target's latency curve, for the plot.
+    pub fn curves(&self) -> Vec<(String, Vec<CurvePoint>)> {
+        self.targets
+            .iter()
+            .map(|t| (t.name.clone(), t.curve.clone()))
+            .collect()
+    }
+
     /// The report as pretty JSON.
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)
@@ -248,6 +269,19 @@ mod tests {
         assert!(first.get("first_error").is_none());
         assert!(first.get("curve").is_none());
         assert_eq!(json["skipped"][0]["name"], "dialkv-quorum");
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let mut report = report();
+        report.targets[0].curve.push(CurvePoint {
+            target_ops_per_sec: 100.0,
+            ops_per_sec: 99.5,
+            p50_ms: 1.5,
+            p99_ms: 3.0,
+        });
+        let text = report.to_json().expect("serializes");
+        assert_eq!(Report::from_json(&text).expect("parses"), report);
     }
 
     #[test]
