@@ -1107,4 +1107,199 @@ mod tests {
         let err = client.get("k").await.expect_err("nothing listens");
         assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     }
+
+    /// A fake `Cluster` service: each call answers with `answer` and is counted.
+    mod fake {
+        use super::*;
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        use tonic_types::{ErrorDetails, StatusExt};
+
+        /// How a fake replica answers membership calls.
+        #[derive(Clone, Debug)]
+        pub enum Answer {
+            Ok,
+            NotLeader(Option<String>),
+            Status(tonic::Code, &'static str),
+        }
+
+        #[derive(Clone)]
+        pub struct Replica {
+            pub answer: Arc<Mutex<Answer>>,
+            pub calls: Arc<AtomicUsize>,
+        }
+
+        impl Replica {
+            pub fn calls(&self) -> usize {
+                self.calls.load(Ordering::SeqCst)
+            }
+
+            fn reply(
+                &self,
+            ) -> Result<tonic::Response<proto::ChangeMembershipResponse>, tonic::Status>
+            {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let answer = self
+                    .answer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let (code, why, metadata) = match answer {
+                    Answer::Ok => {
+                        return Ok(tonic::Response::new(proto::ChangeMembershipResponse {
+                            voters: vec![1, 2],
+                            learners: vec![],
+                        }))
+                    }
+                    Answer::NotLeader(hint) => (
+                        tonic::Code::Unavailable,
+                        crate::error::reason::NOT_LEADER,
+                        hint.map(|a| {
+                            HashMap::from([
+                                ("leader_id".to_string(), "2".to_string()),
+                                ("leader_address".to_string(), a),
+                            ])
+                        })
+                        .unwrap_or_default(),
+                    ),
+                    Answer::Status(code, why) => (code, why, HashMap::new()),
+                };
+                let mut details = ErrorDetails::new();
+                details.set_error_info(why, crate::error::ERROR_DOMAIN, metadata);
+                details.set_retry_info(Some(Duration::from_millis(1)));
+                Err(tonic::Status::with_error_details(code, why, details))
+            }
+        }
+
+        #[tonic::async_trait]
+        impl proto::cluster_server::Cluster for Replica {
+            async fn cluster_status(
+                &self,
+                _: tonic::Request<proto::ClusterStatusRequest>,
+            ) -> Result<tonic::Response<proto::ClusterStatusResponse>, tonic::Status> {
+                self.reply().map(|_| {
+                    tonic::Response::new(proto::ClusterStatusResponse {
+                        leader_id: 2,
+                        nodes: vec![],
+                    })
+                })
+            }
+
+            async fn get_node_status(
+                &self,
+                _: tonic::Request<proto::NodeStatusRequest>,
+            ) -> Result<tonic::Response<proto::NodeStatus>, tonic::Status> {
+                Err(tonic::Status::unimplemented("fake"))
+            }
+
+            async fn add_node(
+                &self,
+                _: tonic::Request<proto::AddNodeRequest>,
+            ) -> Result<tonic::Response<proto::ChangeMembershipResponse>, tonic::Status>
+            {
+                self.reply()
+            }
+
+            async fn remove_node(
+                &self,
+                _: tonic::Request<proto::RemoveNodeRequest>,
+            ) -> Result<tonic::Response<proto::ChangeMembershipResponse>, tonic::Status>
+            {
+                self.reply()
+            }
+        }
+
+        /// Starts a fake replica on a free local port; returns it and its address.
+        pub async fn start(answer: Answer) -> (Replica, String) {
+            let replica = Replica {
+                answer: Arc::new(Mutex::new(answer)),
+                calls: Arc::new(AtomicUsize::new(0)),
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a free port");
+            let address = listener.local_addr().expect("bound").to_string();
+            let incoming = futures::stream::unfold(listener, |l| async move {
+                let conn = l.accept().await.map(|(stream, _)| stream);
+                Some((conn, l))
+            });
+            let service = proto::cluster_server::ClusterServer::new(replica.clone());
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(incoming),
+            );
+            (replica, address)
+        }
+    }
+
+    fn client_of(endpoints: &[&str]) -> Client {
+        Client::builder()
+            .endpoints(endpoints.iter().copied())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn a_not_leader_hint_is_followed_added_and_remembered() {
+        let (b, b_addr) = fake::start(fake::Answer::Ok).await;
+        let (a, a_addr) = fake::start(fake::Answer::NotLeader(Some(b_addr.clone()))).await;
+        let client = client_of(&[&a_addr]);
+        let m = client.remove_node(3).await.expect("removed at the primary");
+        assert_eq!(m.voters, [1, 2]);
+        assert_eq!(client.endpoints(), [a_addr.clone(), b_addr.clone()]);
+        assert_eq!((a.calls(), b.calls()), (1, 1));
+        // The next primary-bound calls start at the primary that served the write.
+        client.remove_node(3).await.expect("removed");
+        let status = client.cluster_status().await.expect("status");
+        assert_eq!(status.leader_id, Some(2));
+        assert_eq!((a.calls(), b.calls()), (1, 3));
+        // A hint naming a known endpoint does not add it again.
+        let other = client_of(&[&a_addr, &format!("http://{b_addr}/")]);
+        other.add_node(4, "h:1").await.expect("added");
+        assert_eq!(other.endpoints().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn without_a_hint_not_leader_moves_to_the_next_endpoint() {
+        let (a, a_addr) = fake::start(fake::Answer::NotLeader(None)).await;
+        let (b, b_addr) = fake::start(fake::Answer::Ok).await;
+        let client = client_of(&[&a_addr, &b_addr]);
+        client.remove_node(3).await.expect("removed");
+        assert_eq!((a.calls(), b.calls()), (1, 1));
+        client.remove_node(3).await.expect("removed");
+        assert_eq!((a.calls(), b.calls()), (1, 2));
+        assert_eq!(client.endpoints().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn commit_timeout_and_refusals_are_not_retried() {
+        use crate::error::reason;
+        let (a, a_addr) = fake::start(fake::Answer::Status(
+            tonic::Code::DeadlineExceeded,
+            reason::COMMIT_TIMEOUT,
+        ))
+        .await;
+        let (b, b_addr) = fake::start(fake::Answer::Ok).await;
+        let client = client_of(&[&a_addr, &b_addr]);
+        let err = client.add_node(4, "h:1").await.expect_err("timed out");
+        assert!(err.is_indeterminate(), "{err:?}");
+        assert_eq!(err.reason(), Some(reason::COMMIT_TIMEOUT));
+        assert_eq!((a.calls(), b.calls()), (1, 0));
+
+        *a.answer.lock().expect("lock") = fake::Answer::Status(
+            tonic::Code::FailedPrecondition,
+            reason::MEMBERSHIP_CHANGE_REFUSED,
+        );
+        let err = client.remove_node(1).await.expect_err("refused");
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert_eq!((a.calls(), b.calls()), (2, 0));
+
+        // A replica behind the session, or over a staleness bound, sends the call elsewhere.
+        *a.answer.lock().expect("lock") =
+            fake::Answer::Status(tonic::Code::Unavailable, reason::SESSION_BEHIND);
+        client.cluster_status().await.expect("served elsewhere");
+        assert_eq!((a.calls(), b.calls()), (3, 1));
+    }
 }
