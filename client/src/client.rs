@@ -1,10 +1,11 @@
-//! [`Client`]: connections to a set of replicas, request ids, retries, and every data and
-//! namespace operation.
+//! [`Client`]: connections to a set of replicas, request ids, routing, retries, and every
+//! data, namespace and cluster operation.
 //!
 //! A client holds one lazily connected tonic `Channel` per endpoint (each multiplexes any
 //! number of concurrent calls over HTTP/2) and is cheap to clone: clones share the channels,
-//! the client id and the request sequence. Each call runs under one deadline (the per-call
-//! timeout unless [`CallOptions`] says otherwise) that bounds all of its attempts; see
+//! the endpoint list, the remembered primary, the client id and the request sequence. Each
+//! call runs under one deadline (the per-call timeout unless [`CallOptions`] says otherwise)
+//! that bounds all of its attempts; see [`crate::routing`] for where attempts go and
 //! [`crate::retry`] for what is retried.
 //!
 //! Every mutating call carries a fresh request id `(client_id, seq)` (`types.proto`,
