@@ -46,7 +46,8 @@ pub struct ServeArgs {
     /// How long a request id is remembered for deduplication, in seconds (default 600).
     #[arg(long, env = "DIALKV_DEDUP_TTL_SECS")]
     pub dedup_ttl_secs: Option<u64>,
-    /// How many revisions of history stay readable behind the newest (default 0).
+    /// How many revisions of history stay readable behind the newest (default 10000): a
+    /// transaction's snapshot must stay within it.
     #[arg(long, env = "DIALKV_RETAIN_REVISIONS")]
     pub retain_revisions: Option<u64>,
     /// The most writes waiting for the storage writer before new ones are refused with
@@ -86,6 +87,16 @@ pub struct ServeArgs {
     /// fault-injection harness catches stale reads; never use it otherwise.
     #[arg(long, hide = true)]
     pub unsafe_stale_linearizable_reads: bool,
+    /// The most interactive transactions open at once on a primary (default 10000).
+    #[arg(long, env = "DIALKV_MAX_TRANSACTIONS")]
+    pub max_transactions: Option<usize>,
+    /// The longest an interactive transaction may stay open, in milliseconds (default 60000).
+    #[arg(long, env = "DIALKV_TXN_MAX_AGE_MS")]
+    pub txn_max_age_ms: Option<u64>,
+    /// TEST ONLY, UNSAFE: commit transactions without checking what they read, so that the
+    /// fault-injection harness can prove it catches the anomalies that follow.
+    #[arg(long, hide = true)]
+    pub unsafe_skip_txn_validation: bool,
 }
 
 /// The settings a TOML file may hold.
@@ -110,6 +121,8 @@ struct FileConfig {
     election_timeout_ms: Option<u64>,
     snapshot_every: Option<u64>,
     commit_timeout_ms: Option<u64>,
+    max_transactions: Option<usize>,
+    txn_max_age_ms: Option<u64>,
 }
 
 /// The resolved configuration of a replica.
@@ -141,6 +154,12 @@ pub struct Config {
     pub bootstrap: Bootstrap,
     /// Raft settings.
     pub replication: ReplicationOptions,
+    /// The most open interactive transactions.
+    pub max_transactions: usize,
+    /// The longest an interactive transaction may stay open.
+    pub txn_max_age: Duration,
+    /// Test only: skip transaction validation.
+    pub unsafe_skip_txn_validation: bool,
 }
 
 /// The largest key limit a server accepts.
@@ -242,7 +261,20 @@ impl Config {
             dedup_ttl: Duration::from_secs(
                 args.dedup_ttl_secs.or(file.dedup_ttl_secs).unwrap_or(600),
             ),
-            retain_revisions: args.retain_revisions.or(file.retain_revisions).unwrap_or(0),
+            retain_revisions: args
+                .retain_revisions
+                .or(file.retain_revisions)
+                .unwrap_or(10_000),
+            max_transactions: args
+                .max_transactions
+                .or(file.max_transactions)
+                .unwrap_or(10_000),
+            txn_max_age: Duration::from_millis(
+                args.txn_max_age_ms
+                    .or(file.txn_max_age_ms)
+                    .unwrap_or(60_000),
+            ),
+            unsafe_skip_txn_validation: args.unsafe_skip_txn_validation,
             write_queue,
             session_wait: Duration::from_millis(
                 args.session_wait_ms

@@ -63,6 +63,13 @@ pub enum ServiceError {
         leader: Option<(NodeId, String)>,
         message: String,
     },
+    /// The transaction was aborted (a conflict, its age, or a primary change); nothing of it
+    /// was written. Retry the whole transaction.
+    #[error("{message}")]
+    Aborted {
+        reason: &'static str,
+        message: String,
+    },
     /// A write's outcome is unknown: it may or may not take effect. Check before retrying
     /// with a new request id (a retry with the same request id is safe).
     #[error("{message}")]
@@ -105,6 +112,7 @@ impl ServiceError {
             | ServiceError::FailedPrecondition { reason, .. }
             | ServiceError::Unavailable { reason, .. }
             | ServiceError::Indeterminate { reason, .. }
+            | ServiceError::Aborted { reason, .. }
             | ServiceError::ResourceExhausted { reason, .. } => reason,
             ServiceError::NotLeader { .. } => "NOT_LEADER",
             ServiceError::Forwarded(_) => "FORWARDED",
@@ -148,6 +156,7 @@ pub fn status(err: ServiceError) -> tonic::Status {
             (tonic::Code::Unavailable, err.to_string())
         }
         ServiceError::Indeterminate { .. } => (tonic::Code::DeadlineExceeded, err.to_string()),
+        ServiceError::Aborted { .. } => (tonic::Code::Aborted, err.to_string()),
         ServiceError::ResourceExhausted { retry_after, .. } => {
             details.set_retry_info(*retry_after);
             (tonic::Code::ResourceExhausted, err.to_string())
@@ -192,6 +201,10 @@ impl From<ApplyError> for ServiceError {
                 reason: "NAMESPACE_IDS_EXHAUSTED",
                 message,
                 retry_after: None,
+            },
+            ApplyError::TransactionUnknown => ServiceError::Aborted {
+                reason: "TRANSACTION_UNKNOWN",
+                message,
             },
             ApplyError::RequestIdReused { .. } => {
                 ServiceError::invalid("request_id", "REQUEST_ID_REUSED", message)

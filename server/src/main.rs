@@ -26,7 +26,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Runs a replica until SIGTERM or SIGINT, then finishes in-flight requests and stops.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Runs a local cluster of real replica processes on 127.0.0.1 until Ctrl-C or SIGTERM.
     Dev(dev::DevArgs),
 }

@@ -22,6 +22,7 @@ use crate::replication::{Bootstrap, Replica};
 use crate::service::cluster::ClusterService;
 use crate::service::kv::KvService;
 use crate::service::namespaces::NamespacesService;
+use crate::service::txn::Transactions;
 use crate::service::Node;
 use crate::storage::rocksdb::RocksEngine;
 use crate::storage::store::{Command, Store, StoreOptions};
@@ -61,6 +62,7 @@ pub async fn run(
         engine,
         StoreOptions {
             retain_revisions: config.retain_revisions,
+            unsafe_skip_txn_validation: config.unsafe_skip_txn_validation,
         },
     )?);
     let api_addr = listener.local_addr()?;
@@ -83,6 +85,8 @@ pub async fn run(
         store: store.clone(),
         replica: replica.clone(),
         write_permits: Arc::new(tokio::sync::Semaphore::new(config.write_queue)),
+        txns: Transactions::new(config.max_transactions, config.txn_max_age),
+        retain_revisions: config.retain_revisions,
         limits: config.limits,
         metrics: metrics.clone(),
         session_wait: config.session_wait,

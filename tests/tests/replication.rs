@@ -54,6 +54,7 @@ async fn get(
         key: Bytes::from(key.to_string()),
         consistency,
         session,
+        transaction: 0,
     })
     .await
     .map(tonic::Response::into_inner)

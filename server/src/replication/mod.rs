@@ -235,7 +235,8 @@ impl Replica {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    fn not_leader(&self) -> ReplicaError {
+    /// The error for a request only the primary can serve, with the primary if known.
+    pub fn not_leader(&self) -> ReplicaError {
         ReplicaError::NotLeader {
             me: self.id,
             leader: self.leader().filter(|(id, _)| *id != self.id),

@@ -214,6 +214,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Response::Refused(Refusal::NamespaceExists(n))
                 }
                 Err(ApplyError::DefaultNamespace) => Response::Refused(Refusal::DefaultNamespace),
+                Err(ApplyError::TransactionUnknown) => {
+                    Response::Refused(Refusal::TransactionUnknown)
+                }
                 Err(ApplyError::NamespaceIdsExhausted) => {
                     Response::Refused(Refusal::NamespaceIdsExhausted)
                 }

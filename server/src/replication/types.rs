@@ -56,6 +56,8 @@ pub enum Refusal {
     DefaultNamespace,
     /// See [`ApplyError::NamespaceIdsExhausted`].
     NamespaceIdsExhausted,
+    /// See [`ApplyError::TransactionUnknown`].
+    TransactionUnknown,
     /// See [`ApplyError::RequestIdReused`].
     RequestIdReused {
         /// The client.
@@ -72,6 +74,7 @@ impl From<Refusal> for ApplyError {
             Refusal::NamespaceExists(n) => ApplyError::NamespaceExists(n),
             Refusal::DefaultNamespace => ApplyError::DefaultNamespace,
             Refusal::NamespaceIdsExhausted => ApplyError::NamespaceIdsExhausted,
+            Refusal::TransactionUnknown => ApplyError::TransactionUnknown,
             Refusal::RequestIdReused { client_id, seq } => {
                 ApplyError::RequestIdReused { client_id, seq }
             }

@@ -7,12 +7,14 @@ use dialkv_consistency::session_token::SessionToken;
 use dialkv_proto::v1::{self, kv_client::KvClient, kv_server::Kv};
 use tonic::{Request, Response, Status};
 
+use super::txn;
 use super::{
     forward_request, forward_target, forwarded, request_key, version, Node, FORWARD_TIMEOUT,
 };
 use crate::error::ServiceError;
 use crate::limits::{self, check_consistency, MAX_SCAN_PAGE_BYTES};
-use crate::storage::store::{Command, Condition, NamespaceMeta, Outcome};
+use crate::storage::store::txn::{Commit, OneShot, Op, Target};
+use crate::storage::store::{Command, Condition, NamespaceMeta, Outcome, PageLimits};
 
 /// The KV service of one replica.
 #[derive(Clone, Debug)]
@@ -57,6 +59,344 @@ macro_rules! or_forward {
 }
 
 impl KvService {
+    /// The snapshot of open transaction `id` for a read, at the primary that holds it; a
+    /// snapshot behind the retained history aborts the transaction.
+    fn txn_snapshot(&self, id: u64, ns: &NamespaceMeta) -> Result<u64, ServiceError> {
+        let n = &self.node;
+        if !n.replica.is_leader() {
+            return Err(n.replica.not_leader().into());
+        }
+        let txn = n.txns.get(id, &ns.spec.name, false)?;
+        if n.store.applied().saturating_sub(txn.snapshot) > n.retain_revisions {
+            n.txns.abort(id);
+            return Err(ServiceError::Aborted {
+                reason: "SNAPSHOT_TOO_OLD",
+                message: format!(
+                    "transaction {id}'s snapshot (revision {}) is more than {} revisions behind; retry it",
+                    txn.snapshot, n.retain_revisions
+                ),
+            });
+        }
+        Ok(txn.snapshot)
+    }
+
+    fn primary_backup(ns: &NamespaceMeta) -> Result<(), ServiceError> {
+        if is_quorum(ns) {
+            return Err(ServiceError::FailedPrecondition {
+                reason: "TRANSACTIONS_NEED_PRIMARY_BACKUP",
+                message: format!(
+                    "namespace {:?} is replicated by the quorum protocol; transactions need a primary-backup namespace",
+                    ns.spec.name
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn begin(
+        &self,
+        req: v1::BeginRequest,
+        fwd: bool,
+    ) -> Result<v1::BeginResponse, ServiceError> {
+        let result = self.begin_here(&req).await;
+        or_forward!(self, result, fwd, req, begin)
+    }
+
+    async fn begin_here(&self, req: &v1::BeginRequest) -> Result<v1::BeginResponse, ServiceError> {
+        let n = &self.node;
+        let ns = n.namespace("namespace", &req.namespace)?;
+        Self::primary_backup(&ns)?;
+        if n.retain_revisions == 0 {
+            return Err(ServiceError::FailedPrecondition {
+                reason: "NO_HISTORY_RETAINED",
+                message: "interactive transactions read at a snapshot and need history: start the replicas with --retain-revisions above 0".into(),
+            });
+        }
+        let token = n.admit_session(req.session.as_ref(), &ns, false).await?;
+        n.replica.linearizable_barrier().await?;
+        let snapshot = n.store.applied();
+        let transaction = n.txns.begin(&ns.spec.name, snapshot)?;
+        Ok(v1::BeginResponse {
+            header: n.header(v1::ConsistencyLevel::Linearizable, &token),
+            transaction,
+            snapshot_revision: snapshot,
+            max_age_ms: n.txns.max_age.as_millis() as u64,
+        })
+    }
+
+    async fn commit(
+        &self,
+        req: v1::CommitRequest,
+        fwd: bool,
+    ) -> Result<v1::CommitResponse, ServiceError> {
+        let result = self.commit_here(&req).await;
+        or_forward!(self, result, fwd, req, commit)
+    }
+
+    async fn commit_here(
+        &self,
+        req: &v1::CommitRequest,
+    ) -> Result<v1::CommitResponse, ServiceError> {
+        let n = &self.node;
+        let ns = n.namespace("namespace", &req.namespace)?;
+        Self::primary_backup(&ns)?;
+        let reads = req.reads.len() + req.ranges.len();
+        if reads > txn::MAX_TXN_KEYS || req.writes.len() > txn::MAX_TXN_KEYS {
+            return Err(ServiceError::invalid(
+                if reads > txn::MAX_TXN_KEYS {
+                    "reads"
+                } else {
+                    "writes"
+                },
+                "TRANSACTION_TOO_LARGE",
+                format!(
+                    "a transaction may read at most {} keys and ranges and write at most {} keys",
+                    txn::MAX_TXN_KEYS,
+                    txn::MAX_TXN_KEYS
+                ),
+            ));
+        }
+        let mut bytes = 0usize;
+        for (i, r) in req.reads.iter().enumerate() {
+            n.limits.check_key(&format!("reads[{i}].key"), &r.key)?;
+            bytes += r.key.len();
+        }
+        for (i, r) in req.ranges.iter().enumerate() {
+            n.limits
+                .check_key_bound(&format!("ranges[{i}].start_key"), &r.start_key)?;
+            n.limits
+                .check_key_bound(&format!("ranges[{i}].end_key"), &r.end_key)?;
+            bytes += r.start_key.len() + r.end_key.len();
+        }
+        for (i, w) in req.writes.iter().enumerate() {
+            n.limits.check_key(&format!("writes[{i}].key"), &w.key)?;
+            n.limits
+                .check_value(&format!("writes[{i}].value"), &w.value)?;
+            bytes += w.key.len() + w.value.len();
+        }
+        if bytes > txn::MAX_TXN_BYTES {
+            return Err(ServiceError::invalid(
+                "writes",
+                "TRANSACTION_TOO_LARGE",
+                format!(
+                    "{bytes} bytes of keys and values is over the limit of {} bytes",
+                    txn::MAX_TXN_BYTES
+                ),
+            ));
+        }
+        if !n.replica.is_leader() {
+            return Err(n.replica.not_leader().into());
+        }
+        let token = n.admit_session(req.session.as_ref(), &ns, false).await?;
+        let request = request_key(req.request_id.as_ref());
+        let snapshot = match n.txns.get(req.transaction, &ns.spec.name, true) {
+            Ok(t) => Some(t.snapshot),
+            // A retried commit: only its first outcome can answer it.
+            Err(ServiceError::Aborted {
+                reason: "TRANSACTION_UNKNOWN",
+                ..
+            }) if request.is_some() => None,
+            Err(e) => return Err(e),
+        };
+        if snapshot.is_some() && req.writes.is_empty() {
+            // Read-only: its reads are the state at its snapshot, taken after a ReadIndex
+            // barrier inside the transaction's lifetime, so it is strict serializable as is.
+            return Ok(v1::CommitResponse {
+                header: n.header(v1::ConsistencyLevel::Linearizable, &token),
+                version: None,
+            });
+        }
+        let commit = Commit {
+            ns: ns.spec.name.clone(),
+            snapshot,
+            reads: req
+                .reads
+                .iter()
+                .map(|r| (r.key.clone(), r.revision))
+                .collect(),
+            ranges: req
+                .ranges
+                .iter()
+                .map(|r| (r.start_key.clone(), r.end_key.clone()))
+                .collect(),
+            writes: req
+                .writes
+                .iter()
+                .map(|w| (w.key.clone(), (!w.delete).then(|| w.value.clone())))
+                .collect(),
+            request,
+        };
+        match n.write(Command::Commit(commit)).await? {
+            Outcome::Committed { revision, conflict: None } => {
+                let mut token = token;
+                if revision != 0 {
+                    token.observe_write(&ns.spec.name, u64::from(ns.id), revision);
+                }
+                Ok(v1::CommitResponse { header: n.header(v1::ConsistencyLevel::Linearizable, &token), version: version(revision) })
+            }
+            Outcome::Committed { conflict: Some(key), .. } => Err(ServiceError::Aborted {
+                reason: "TRANSACTION_CONFLICT",
+                message: format!(
+                    "key {} changed after the transaction's snapshot; nothing was written, retry the transaction",
+                    String::from_utf8_lossy(&key)
+                ),
+            }),
+            other => unreachable!("a commit command has a committed outcome: {other:?}"),
+        }
+    }
+
+    async fn abort(
+        &self,
+        req: v1::AbortRequest,
+        fwd: bool,
+    ) -> Result<v1::AbortResponse, ServiceError> {
+        let n = &self.node;
+        n.namespace("namespace", &req.namespace)?;
+        if !n.replica.is_leader() && !fwd {
+            let e: ServiceError = n.replica.not_leader().into();
+            return or_forward!(self, Err::<v1::AbortResponse, _>(e), fwd, req, abort);
+        }
+        n.txns.abort(req.transaction);
+        Ok(v1::AbortResponse {})
+    }
+
+    async fn one_shot(
+        &self,
+        req: v1::TxnRequest,
+        fwd: bool,
+    ) -> Result<v1::TxnResponse, ServiceError> {
+        let result = self.one_shot_here(&req).await;
+        or_forward!(self, result, fwd, req, txn)
+    }
+
+    async fn one_shot_here(&self, req: &v1::TxnRequest) -> Result<v1::TxnResponse, ServiceError> {
+        let n = &self.node;
+        let ns = n.namespace("namespace", &req.namespace)?;
+        Self::primary_backup(&ns)?;
+        for (field, len) in [
+            ("compares", req.compares.len()),
+            ("success", req.success.len()),
+            ("failure", req.failure.len()),
+        ] {
+            if len > txn::MAX_ONESHOT_OPS {
+                return Err(ServiceError::invalid(
+                    field,
+                    "TRANSACTION_TOO_LARGE",
+                    format!(
+                        "{len} entries is over the limit of {}",
+                        txn::MAX_ONESHOT_OPS
+                    ),
+                ));
+            }
+        }
+        let mut bytes = 0usize;
+        let mut compares = Vec::with_capacity(req.compares.len());
+        for (i, c) in req.compares.iter().enumerate() {
+            n.limits.check_key(&format!("compares[{i}].key"), &c.key)?;
+            let target = match &c.target {
+                Some(v1::compare::Target::ValueEquals(v)) => {
+                    n.limits
+                        .check_value(&format!("compares[{i}].value_equals"), v)?;
+                    bytes += v.len();
+                    Target::ValueEquals(v.clone())
+                }
+                Some(v1::compare::Target::RevisionEquals(r)) => Target::RevisionEquals(*r),
+                Some(v1::compare::Target::Exists(e)) => Target::Exists(*e),
+                None => {
+                    return Err(ServiceError::invalid(
+                        format!("compares[{i}].target"),
+                        "COMPARE_TARGET_MISSING",
+                        "is required: one of value_equals, revision_equals or exists",
+                    ))
+                }
+            };
+            bytes += c.key.len();
+            compares.push((c.key.clone(), target));
+        }
+        let mut ops = |field: &str, list: &[v1::TxnOp]| -> Result<Vec<Op>, ServiceError> {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, op) in list.iter().enumerate() {
+                out.push(match &op.op {
+                    Some(v1::txn_op::Op::Put(p)) => {
+                        n.limits
+                            .check_key(&format!("{field}[{i}].put.key"), &p.key)?;
+                        n.limits
+                            .check_value(&format!("{field}[{i}].put.value"), &p.value)?;
+                        bytes += p.key.len() + p.value.len();
+                        Op::Put(p.key.clone(), p.value.clone())
+                    }
+                    Some(v1::txn_op::Op::Delete(d)) => {
+                        n.limits
+                            .check_key(&format!("{field}[{i}].delete.key"), &d.key)?;
+                        bytes += d.key.len();
+                        Op::Delete(d.key.clone())
+                    }
+                    Some(v1::txn_op::Op::Get(g)) => {
+                        n.limits
+                            .check_key(&format!("{field}[{i}].get.key"), &g.key)?;
+                        Op::Get(g.key.clone())
+                    }
+                    None => {
+                        return Err(ServiceError::invalid(
+                            format!("{field}[{i}].op"),
+                            "TXN_OP_MISSING",
+                            "is required: one of put, delete or get",
+                        ))
+                    }
+                });
+            }
+            Ok(out)
+        };
+        let success = ops("success", &req.success)?;
+        let failure = ops("failure", &req.failure)?;
+        if bytes > txn::MAX_TXN_BYTES {
+            return Err(ServiceError::invalid(
+                "success",
+                "TRANSACTION_TOO_LARGE",
+                format!(
+                    "{bytes} bytes of keys and values is over the limit of {} bytes",
+                    txn::MAX_TXN_BYTES
+                ),
+            ));
+        }
+        let one_shot = OneShot {
+            ns: ns.spec.name.clone(),
+            compares,
+            success,
+            failure,
+            request: request_key(req.request_id.as_ref()),
+        };
+        let mut token = n.admit_session(req.session.as_ref(), &ns, false).await?;
+        match n.write(Command::OneShot(one_shot)).await? {
+            Outcome::OneShotDone {
+                succeeded,
+                revision,
+                results,
+            } => {
+                if revision != 0 {
+                    token.observe_write(&ns.spec.name, u64::from(ns.id), revision);
+                } else {
+                    token.observe_read(&ns.spec.name, u64::from(ns.id), n.store.applied());
+                }
+                Ok(v1::TxnResponse {
+                    header: n.header(v1::ConsistencyLevel::Linearizable, &token),
+                    succeeded,
+                    results: results
+                        .into_iter()
+                        .map(|r| v1::TxnOpResult {
+                            key: r.key,
+                            found: r.found,
+                            value: r.value,
+                            version: version(r.revision),
+                        })
+                        .collect(),
+                    version: version(revision),
+                })
+            }
+            other => unreachable!("a one-shot command has a one-shot outcome: {other:?}"),
+        }
+    }
+
     async fn get(&self, req: v1::GetRequest, fwd: bool) -> Result<v1::GetResponse, ServiceError> {
         let result = self.get_here(&req).await;
         or_forward!(self, result, fwd, req, get)
@@ -67,13 +407,23 @@ impl KvService {
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
         let level = check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
-        let (served, mut token) = n
-            .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
-            .await?;
+        let (served, mut token, at) = match req.transaction {
+            0 => {
+                let (served, token) = n
+                    .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
+                    .await?;
+                (served, token, None)
+            }
+            t => (
+                v1::ConsistencyLevel::Linearizable,
+                SessionToken::new(),
+                Some(self.txn_snapshot(t, &ns)?),
+            ),
+        };
         // Every write up to this revision is visible to the read.
-        let served_at = n.store.applied();
+        let served_at = at.unwrap_or_else(|| n.store.applied());
         let (id, key) = (ns.id, req.key.clone());
-        let item = n.read(move |s, tier| s.get(id, &key, None, tier)).await?;
+        let item = n.read(move |s, tier| s.get(id, &key, at, tier)).await?;
         token.observe_read(&ns.spec.name, u64::from(ns.id), served_at);
         Ok(match item {
             Some(item) => v1::GetResponse {
@@ -286,13 +636,34 @@ impl KvService {
                 ))
             }
         };
-        let (served, mut token) = n
-            .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
-            .await?;
-        let served_at = n.store.applied();
+        let (served, mut token, at) = match req.transaction {
+            0 => {
+                let (served, token) = n
+                    .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
+                    .await?;
+                (served, token, None)
+            }
+            t => (
+                v1::ConsistencyLevel::Linearizable,
+                SessionToken::new(),
+                Some(self.txn_snapshot(t, &ns)?),
+            ),
+        };
+        let served_at = at.unwrap_or_else(|| n.store.applied());
         let (id, end) = (ns.id, req.end_key.clone());
         let page = n
-            .read(move |s, tier| s.scan(id, &start, &end, limit, MAX_SCAN_PAGE_BYTES, tier))
+            .read(move |s, tier| {
+                s.scan(
+                    id,
+                    (&start, &end),
+                    PageLimits {
+                        limit,
+                        max_bytes: MAX_SCAN_PAGE_BYTES,
+                    },
+                    at,
+                    tier,
+                )
+            })
             .await?;
         token.observe_read(&ns.spec.name, u64::from(ns.id), served_at);
         let continuation = match (page.more, page.items.last()) {
@@ -372,6 +743,46 @@ impl Kv for KvService {
                 "CompareAndSet",
                 KvService::compare_and_set(self, request.into_inner(), fwd),
             )
+            .await
+    }
+
+    async fn txn(
+        &self,
+        request: Request<v1::TxnRequest>,
+    ) -> Result<Response<v1::TxnResponse>, Status> {
+        let fwd = forwarded(&request);
+        self.node
+            .observe("Txn", self.one_shot(request.into_inner(), fwd))
+            .await
+    }
+
+    async fn begin(
+        &self,
+        request: Request<v1::BeginRequest>,
+    ) -> Result<Response<v1::BeginResponse>, Status> {
+        let fwd = forwarded(&request);
+        self.node
+            .observe("Begin", KvService::begin(self, request.into_inner(), fwd))
+            .await
+    }
+
+    async fn commit(
+        &self,
+        request: Request<v1::CommitRequest>,
+    ) -> Result<Response<v1::CommitResponse>, Status> {
+        let fwd = forwarded(&request);
+        self.node
+            .observe("Commit", KvService::commit(self, request.into_inner(), fwd))
+            .await
+    }
+
+    async fn abort(
+        &self,
+        request: Request<v1::AbortRequest>,
+    ) -> Result<Response<v1::AbortResponse>, Status> {
+        let fwd = forwarded(&request);
+        self.node
+            .observe("Abort", KvService::abort(self, request.into_inner(), fwd))
             .await
     }
 }

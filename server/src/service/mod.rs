@@ -14,6 +14,7 @@
 pub mod cluster;
 pub mod kv;
 pub mod namespaces;
+pub mod txn;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +45,11 @@ pub struct Node {
     pub replica: Replica,
     /// Admission of writes: a permit per write in flight; none left means overload.
     pub write_permits: Arc<tokio::sync::Semaphore>,
+    /// Open interactive transactions (at the primary).
+    pub txns: txn::Transactions,
+    /// How many revisions of history the store keeps readable (transaction snapshots must
+    /// stay within it).
+    pub retain_revisions: u64,
     /// Input limits.
     pub limits: Limits,
     /// Metrics.

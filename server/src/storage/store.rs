@@ -23,6 +23,8 @@ use prost::Message;
 use super::keys::{self, NamespaceId, Revision, StoredValue, MAX_NAMESPACE_ID};
 use super::{Cf, Engine, ReadTier, StorageError, WriteBatch};
 
+pub mod txn;
+
 /// The name of the namespace every fresh cluster has.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -79,6 +81,10 @@ pub enum Command {
     DropNamespace { name: String },
     /// Removes dedup records applied before `before_ms` (Unix milliseconds).
     SweepDedup { before_ms: u64 },
+    /// Commits an interactive transaction if nothing it read changed after its snapshot.
+    Commit(txn::Commit),
+    /// Runs a one-shot compare/then/else transaction.
+    OneShot(txn::OneShot),
 }
 
 /// A command with the position and time it was ordered at: with replication, the log index
@@ -122,6 +128,18 @@ pub enum Outcome {
     Dropped,
     /// A dedup sweep removed this many records.
     Swept(u64),
+    /// An interactive transaction committed at `revision`, or was aborted because `conflict`
+    /// changed after its snapshot.
+    Committed {
+        revision: Revision,
+        conflict: Option<Bytes>,
+    },
+    /// A one-shot transaction: whether its compares held, and what its ops did.
+    OneShotDone {
+        succeeded: bool,
+        revision: Revision,
+        results: Vec<txn::OpResult>,
+    },
 }
 
 /// Why a command was refused. Nothing of a refused command is written.
@@ -139,6 +157,10 @@ pub enum ApplyError {
     /// Every namespace id has been used.
     #[error("no namespace ids are left ({MAX_NAMESPACE_ID} namespaces have been created)")]
     NamespaceIdsExhausted,
+    /// A commit retried with its request id has no first outcome: the transaction never
+    /// committed here (it expired, was aborted, or the primary changed).
+    #[error("transaction unknown: it expired, was aborted, or began at another primary")]
+    TransactionUnknown,
     /// A request id was sent again with a different request.
     #[error(
         "request_id (client_id {client_id}, seq {seq}) was already used for a different request"
@@ -212,6 +234,9 @@ struct DedupRecord {
     current_value: Vec<u8>,
     #[prost(uint64, tag = "9")]
     current_revision: u64,
+    /// For transactions: the whole outcome, bincode-encoded.
+    #[prost(bytes = "vec", tag = "10")]
+    outcome: Vec<u8>,
 }
 
 const DEDUP_RECORD_PREFIX: u8 = b'r';
@@ -235,6 +260,9 @@ fn dedup_time_key(at_ms: u64, r: RequestKey) -> Vec<u8> {
 pub struct StoreOptions {
     /// How many revisions of history to keep readable behind the newest (0: only the newest).
     pub retain_revisions: u64,
+    /// TEST ONLY, UNSAFE: commit transactions without checking their reads, so that the
+    /// fault-injection harness can prove it catches the anomalies that follow.
+    pub unsafe_skip_txn_validation: bool,
 }
 
 /// The namespaces, by name.
@@ -286,6 +314,16 @@ pub struct Item {
     pub value: Bytes,
     /// The revision that wrote the value.
     pub revision: Revision,
+}
+
+/// How much one scan page may hold: at most `limit` keys and, past the first key, at most
+/// `max_bytes` of keys and values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLimits {
+    /// The most keys.
+    pub limit: usize,
+    /// The most bytes of keys and values past the first key.
+    pub max_bytes: usize,
 }
 
 /// One page of a scan.
@@ -365,18 +403,18 @@ impl Store {
         latest(&*self.engine, ns, key, at, tier)
     }
 
-    /// Reads one page of `[start, end)` (`end` empty: to the end of the namespace) at the
-    /// newest revision: at most `limit` keys and, past the first key, at most `max_bytes` of
-    /// keys and values.
+    /// Reads one page of `[start, end)` (`end` empty: to the end of the namespace) as of
+    /// revision `at` (`None`: the newest), within the page's limits.
     pub fn scan(
         &self,
         ns: NamespaceId,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        max_bytes: usize,
+        (start, end): (&[u8], &[u8]),
+        page: PageLimits,
+        at: Option<Revision>,
         tier: ReadTier,
     ) -> Result<ScanPage, StorageError> {
+        let PageLimits { limit, max_bytes } = page;
+        let at = at.unwrap_or(Revision::MAX);
         let from = keys::scan_start(ns, start);
         let to = if end.is_empty() {
             keys::namespace_range(ns).1
@@ -397,8 +435,9 @@ impl Store {
                         return false;
                     }
                 };
-                if last_key.as_deref() == Some(&key[..]) {
-                    return true; // an older version of a key already seen
+                if last_key.as_deref() == Some(&key[..]) || revision > at {
+                    // An older version of a key already seen, or a version after `at`.
+                    return true;
                 }
                 let value = match StoredValue::decode(v) {
                     Ok(StoredValue::Value(value)) => value,
@@ -611,6 +650,8 @@ struct Group<'a> {
 const KIND_PUT: u32 = 1;
 const KIND_DELETE: u32 = 2;
 const KIND_CAS: u32 = 3;
+const KIND_COMMIT: u32 = 4;
+const KIND_ONESHOT: u32 = 5;
 
 impl Group<'_> {
     fn catalog(&mut self) -> &mut Catalog {
@@ -687,6 +728,18 @@ impl Group<'_> {
             Command::CreateNamespace { spec } => self.create_namespace(spec),
             Command::DropNamespace { name } => self.drop_namespace(name),
             Command::SweepDedup { before_ms } => self.sweep_dedup(before_ms),
+            Command::Commit(c) => {
+                let (ns, request) = (c.ns.clone(), c.request);
+                self.keyed(KIND_COMMIT, ns, Bytes::new(), request, |g, meta, _| {
+                    g.commit(meta, c)
+                })
+            }
+            Command::OneShot(t) => {
+                let (ns, request) = (t.ns.clone(), t.request);
+                self.keyed(KIND_ONESHOT, ns, Bytes::new(), request, |g, meta, _| {
+                    g.one_shot(meta, t)
+                })
+            }
         }
     }
 
@@ -936,6 +989,10 @@ fn record_of(kind: u32, namespace: String, key: Vec<u8>, now_ms: u64, o: &Outcom
                 rec.current_revision = c.revision;
             }
         }
+        Outcome::Committed { .. } | Outcome::OneShotDone { .. } => {
+            // Transaction outcomes are stored whole.
+            rec.outcome = bincode::serialize(o).unwrap_or_default();
+        }
         Outcome::Created(_) | Outcome::Dropped | Outcome::Swept(_) => {}
     }
     rec
@@ -950,6 +1007,8 @@ fn outcome_of(rec: &DedupRecord) -> Outcome {
             existed: rec.flag,
             revision: rec.revision,
         },
+        KIND_COMMIT | KIND_ONESHOT => bincode::deserialize(&rec.outcome)
+            .expect("a transaction's dedup record holds the outcome this build encoded"),
         _ => Outcome::Cas {
             succeeded: rec.flag,
             revision: rec.revision,
@@ -1100,6 +1159,7 @@ mod tests {
     fn retained_history_is_readable_and_collected_behind_the_window() {
         let options = StoreOptions {
             retain_revisions: 2,
+            ..Default::default()
         };
         let store = Store::open(Arc::new(MemoryEngine::new()), options).expect("open");
         let ns = ns_id(&store);
@@ -1197,7 +1257,7 @@ mod tests {
         #[test]
         fn store_matches_a_btreemap_model(steps in proptest::collection::vec(step(), 1..60), retain in 0u64..4) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let options = StoreOptions { retain_revisions: retain };
+            let options = StoreOptions { retain_revisions: retain, ..Default::default() };
             let open = || {
                 let engine = RocksEngine::open(dir.path()).expect("open engine");
                 Store::open(Arc::new(engine), options).expect("open store")
@@ -1227,7 +1287,7 @@ mod tests {
                     }
                     Step::Scan(a, b, limit) => {
                         let (start, end) = (key_of(a), if b == 16 { Vec::new() } else { key_of(b) });
-                        let page = store.scan(ns, &start, &end, limit, usize::MAX, ReadTier::Any).expect("scan");
+                        let page = store.scan(ns, (&start, &end), PageLimits { limit, max_bytes: usize::MAX }, None, ReadTier::Any).expect("scan");
                         let expected: Vec<(Vec<u8>, Vec<u8>)> = model
                             .iter()
                             .filter(|(k, _)| **k >= start && (end.is_empty() || **k < end))
