@@ -43,6 +43,8 @@ pub struct CompareConfig {
     pub clients: usize,
     /// Client connections the clients share (one each when unset).
     pub connections: Option<usize>,
+    /// Concurrent writers of the load phase (over the same connections).
+    pub load_clients: usize,
     /// Warm-up before the measured window.
     pub warmup: Duration,
     /// The measured window.
@@ -201,7 +203,8 @@ async fn measure(
             Measure::Ops(config.records),
             live.clone(),
         );
-        runner::load(&stores, config.records, value, live).await?;
+        let concurrency = config.load_clients.max(1);
+        runner::load(&stores, config.records, value, concurrency, live).await?;
     }
 
     let pacing = match config.rate {

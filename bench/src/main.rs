@@ -82,6 +82,9 @@ struct CompareArgs {
     /// Connections the clients share, round robin (default: one per client).
     #[arg(long)]
     connections: Option<usize>,
+    /// Concurrent writers in the load phase (not measured), over the clients' connections.
+    #[arg(long, default_value_t = 32)]
+    load_clients: usize,
     /// Measured time per target, e.g. 30s.
     #[arg(long = "time", default_value = "30s", value_parser = parse_duration)]
     time: Duration,
@@ -182,6 +185,7 @@ impl CompareArgs {
             value_size: self.value_size,
             clients: self.clients.max(1),
             connections: self.connections,
+            load_clients: self.load_clients,
             warmup: self.warmup,
             duration: self.time,
             rate: self.rate,

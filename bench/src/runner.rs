@@ -119,19 +119,23 @@ struct ClientStats {
     service: Histogram<u64>,
 }
 
-/// Writes every record `0..records` with `value`, spread over the stores. Returns how long
-/// it took.
+/// Writes every record `0..records` with `value` from `concurrency` tasks spread over the
+/// stores. Returns how long it took.
 pub async fn load(
     stores: &[Box<dyn Store>],
     records: u64,
     value: Bytes,
+    concurrency: usize,
     live: Arc<Live>,
 ) -> Result<Duration> {
+    if stores.is_empty() {
+        bail!("loading needs at least one connection");
+    }
     let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::with_capacity(stores.len());
-    for store in stores {
-        let mut store = store.duplicate();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for i in 0..concurrency.max(1) {
+        let mut store = stores[i % stores.len()].duplicate();
         let next = next.clone();
         let value = value.clone();
         let live = live.clone();
@@ -333,7 +337,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn closed_loop_throughput_is_clients_over_latency() {
         let stores = slow_map(Duration::from_millis(10));
-        load(&stores, 100, Bytes::from_static(b"v"), Arc::default())
+        load(&stores, 100, Bytes::from_static(b"v"), 3, Arc::default())
             .await
             .expect("load");
         let plan = RunPlan {
