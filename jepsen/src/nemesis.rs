@@ -91,9 +91,10 @@ pub fn parse_kinds(text: &str) -> Result<Vec<FaultKind>, String> {
             "clock" => {
                 kinds.insert(FaultKind::Clock);
             }
-            other => return Err(format!(
-                "unknown nemesis {other:?} (kill, pause, partition, partition-leader, clock, none)"
-            )),
+            other => {
+                let known = "kill, pause, partition, partition-leader, clock, none";
+                return Err(format!("unknown nemesis {other:?} ({known})"));
+            }
         }
     }
     Ok(kinds.into_iter().collect())
