@@ -157,11 +157,22 @@ pub async fn run(
     tracing::info!(replica = config.id, %api_addr, data_dir = %config.data_dir.display(), "serving");
 
     // Shutdown: flip the stop flag when the caller's future resolves.
+    // Stop on the caller's signal, or when the Raft group fails (a replica whose replication
+    // has stopped must not go on answering as if it were part of the cluster).
+    let raft_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let stopper = {
         let stop_tx = stop_tx.clone();
         let reporter = health_reporter.clone();
+        let replica = replica.clone();
+        let raft_failure = raft_failure.clone();
         tokio::spawn(async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {}
+                reason = replica.failed() => {
+                    tracing::error!(%reason, "replication stopped; shutting the replica down");
+                    *raft_failure.lock().expect("failure lock poisoned") = Some(reason);
+                }
+            }
             reporter.set_not_serving::<KvServer<KvService>>().await;
             let _ = stop_tx.send(true);
         })
@@ -213,7 +224,12 @@ pub async fn run(
     tokio::task::spawn_blocking(move || writer_thread.join()).await?;
     drop(store);
     tracing::info!(replica = config.id, "stopped");
-    served.context("serving gRPC")
+    served.context("serving gRPC")?;
+    let failure = raft_failure.lock().expect("failure lock poisoned").take();
+    match failure {
+        Some(reason) => Err(anyhow::anyhow!("replication stopped: {reason}")),
+        None => Ok(()),
+    }
 }
 
 async fn wait_stop(mut stop: watch::Receiver<bool>) {

@@ -396,22 +396,26 @@ async fn adding_and_removing_replicas_under_load_loses_no_acknowledged_write() {
         .expect("add replica 4")
         .into_inner();
     assert!(added.voters.contains(&4), "{added:?}");
-    let leader = cluster
+    // Remove the primary itself: it steps down once the change commits, and the remaining
+    // replicas (replica 4 among them) elect a new one.
+    let removed_id = cluster
         .leader(Duration::from_secs(10))
         .await
         .expect("a primary");
-    let removed_id = (1..=3)
-        .find(|id| *id != leader)
-        .expect("a backup to remove");
     let removed = admin
         .remove_node(v1::RemoveNodeRequest { id: removed_id })
         .await
-        .expect("remove a replica")
+        .expect("remove the primary")
         .into_inner();
     assert!(
         !removed.voters.contains(&removed_id) && removed.voters.contains(&4),
         "{removed:?}"
     );
+    let missing = admin
+        .remove_node(v1::RemoveNodeRequest { id: 9 })
+        .await
+        .expect_err("not a member");
+    assert_eq!(missing.code(), tonic::Code::FailedPrecondition, "{missing}");
     let before = count(&acked).await;
     wait_for("writes after the changes", Duration::from_secs(30), || {
         let acked = acked.clone();

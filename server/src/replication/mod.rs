@@ -324,7 +324,9 @@ impl Replica {
         )
     }
 
-    /// Adds replica `id` at `address`: as a learner until it has caught up, then as a voter.
+    /// Adds replica `id` at `address`: as a learner until it has every entry the primary had
+    /// when the call began, then as a voter. A replica that does not catch up within
+    /// `timeout` is taken out again and the call fails.
     pub async fn add_node(
         &self,
         id: NodeId,
@@ -334,15 +336,35 @@ impl Replica {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        let learner = tokio::time::timeout(
-            timeout,
-            self.raft.add_learner(id, BasicNode::new(address), true),
-        )
-        .await
-        .map_err(|_| {
-            ReplicaError::Membership(format!("replica {id} did not catch up within {timeout:?}"))
-        })?;
+        let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let learner = self
+            .raft
+            .add_learner(id, BasicNode::new(address), false)
+            .await;
         self.membership_result(learner)?;
+        let caught_up = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).copied().flatten())
+                        .is_some_and(|matched| matched.index >= target)
+                },
+                "the new replica to catch up",
+            )
+            .await;
+        if caught_up.is_err() {
+            let undo = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await;
+            self.membership_result(undo)?;
+            return Err(ReplicaError::Membership(format!(
+                "replica {id} did not catch up within {timeout:?} (is it running at that address, started with --join?); it was not added"
+            )));
+        }
         let change = self
             .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -350,36 +372,38 @@ impl Replica {
         self.membership_result(change)
     }
 
-    /// Removes replica `id` from the voters and the cluster.
+    /// Removes replica `id` from the cluster (voter or learner) through joint consensus. The
+    /// primary may remove itself: once the change commits it steps down and the others elect
+    /// a new primary.
     pub async fn remove_node(&self, id: NodeId) -> Result<(), ReplicaError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        let voters: BTreeSet<NodeId> = self
+        let membership = self
             .raft
             .metrics()
             .borrow()
             .membership_config
             .membership()
-            .voter_ids()
-            .collect();
-        if voters.contains(&id) {
+            .clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
             if voters.len() == 1 {
                 return Err(ReplicaError::Membership(
                     "the last voter cannot be removed".into(),
                 ));
             }
-            let change = self
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await;
-            self.membership_result(change)?;
-        }
-        let nodes = self
-            .raft
-            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-            .await;
-        self.membership_result(nodes)
+            // retain = false: the removed voter leaves the cluster, not just the voters.
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.get_node(&id).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(ReplicaError::Membership(format!(
+                "replica {id} is not a member"
+            )));
+        };
+        let changed = self.raft.change_membership(change, false).await;
+        self.membership_result(changed)
     }
 
     fn membership_result<T>(
@@ -421,6 +445,20 @@ impl Replica {
     /// The local Raft metrics.
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// Resolves when the Raft group has stopped on its own (a storage failure or a panic in
+    /// it), with the reason: the replica must then stop serving.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft group stopped".into();
+            }
+        }
     }
 
     /// Stops the Raft group.

@@ -7,7 +7,7 @@ use dialkv_proto::v1::{self, cluster_client::ClusterClient, cluster_server::Clus
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
-use super::{forward_request, forward_target, forwarded, Node, FORWARD_TIMEOUT};
+use super::{forward_error, forward_request, forward_target, forwarded, Node, FORWARD_TIMEOUT};
 use crate::error::ServiceError;
 
 /// How long a replica's own status may take to arrive before it is reported unreachable.
@@ -67,37 +67,45 @@ impl ClusterService {
     async fn status(&self) -> Result<v1::ClusterStatusResponse, ServiceError> {
         let n = &self.node;
         let (voters, _) = n.replica.members();
-        let mut nodes = Vec::new();
-        for (id, address) in n.replica.member_addresses() {
-            if id == n.id {
-                nodes.push(self.local_status());
-                continue;
-            }
-            let unreachable = v1::NodeStatus {
-                id,
-                address: address.clone().unwrap_or_default(),
-                role: v1::Role::Unreachable as i32,
-                reachable: false,
-                voter: voters.contains(&id),
-                ..Default::default()
-            };
-            let Some(addr) = address else {
-                nodes.push(unreachable);
-                continue;
-            };
-            let mut request = Request::new(v1::NodeStatusRequest {});
-            request.set_timeout(STATUS_TIMEOUT);
-            let mut client = ClusterClient::new(n.channel_to(&addr));
-            match tokio::time::timeout(STATUS_TIMEOUT, client.get_node_status(request)).await {
-                Ok(Ok(reply)) => {
-                    let mut s = reply.into_inner();
-                    s.address = addr;
-                    s.voter = voters.contains(&id);
-                    nodes.push(s);
+        // Every member is asked at once, so unreachable ones cost one timeout in all.
+        let asks = n
+            .replica
+            .member_addresses()
+            .into_iter()
+            .map(|(id, address)| {
+                let voter = voters.contains(&id);
+                async move {
+                    if id == n.id {
+                        return self.local_status();
+                    }
+                    let unreachable = v1::NodeStatus {
+                        id,
+                        address: address.clone().unwrap_or_default(),
+                        role: v1::Role::Unreachable as i32,
+                        reachable: false,
+                        voter,
+                        ..Default::default()
+                    };
+                    let Some(addr) = address else {
+                        return unreachable;
+                    };
+                    let mut request = Request::new(v1::NodeStatusRequest {});
+                    request.set_timeout(STATUS_TIMEOUT);
+                    let mut client = ClusterClient::new(n.channel_to(&addr));
+                    match tokio::time::timeout(STATUS_TIMEOUT, client.get_node_status(request))
+                        .await
+                    {
+                        Ok(Ok(reply)) => {
+                            let mut s = reply.into_inner();
+                            s.address = addr;
+                            s.voter = voter;
+                            s
+                        }
+                        _ => unreachable,
+                    }
                 }
-                _ => nodes.push(unreachable),
-            }
-        }
+            });
+        let mut nodes = futures::future::join_all(asks).await;
         nodes.sort_by_key(|s| s.id);
         Ok(v1::ClusterStatusResponse {
             leader_id: n.replica.leader().map_or(0, |(id, _)| id),
@@ -147,7 +155,7 @@ impl ClusterService {
                         .add_node(forward_request(req, CATCH_UP_TIMEOUT + FORWARD_TIMEOUT))
                         .await
                         .map(Response::into_inner)
-                        .map_err(ServiceError::Forwarded),
+                        .map_err(|s| forward_error(s, true)),
                     None => Err(e),
                 }
             }
@@ -168,7 +176,7 @@ impl ClusterService {
                         .remove_node(forward_request(req, FORWARD_TIMEOUT))
                         .await
                         .map(Response::into_inner)
-                        .map_err(ServiceError::Forwarded),
+                        .map_err(|s| forward_error(s, true)),
                     None => Err(e),
                 }
             }

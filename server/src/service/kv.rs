@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::txn;
 use super::{
-    forward_request, forward_target, forwarded, request_key, version, Node, FORWARD_TIMEOUT,
+    forward_error, forward_request, forward_target, forwarded, request_key, version, Node,
+    FORWARD_TIMEOUT,
 };
 use crate::error::ServiceError;
 use crate::limits::{self, check_consistency, MAX_SCAN_PAGE_BYTES};
@@ -38,7 +39,7 @@ fn is_quorum(ns: &NamespaceMeta) -> bool {
 
 /// Forwards a request refused with NOT_LEADER to the primary, once, and passes its reply on.
 macro_rules! or_forward {
-    ($self:expr, $result:expr, $forwarded:expr, $req:expr, $method:ident) => {
+    ($self:expr, $result:expr, $forwarded:expr, $req:expr, $method:ident, $write:expr) => {
         match $result {
             Err(e) => match forward_target(&e, $forwarded) {
                 Some(addr) => {
@@ -49,7 +50,7 @@ macro_rules! or_forward {
                         .$method(forward_request($req, FORWARD_TIMEOUT))
                         .await
                         .map(Response::into_inner)
-                        .map_err(ServiceError::Forwarded)
+                        .map_err(|s| forward_error(s, $write))
                 }
                 None => Err(e),
             },
@@ -99,7 +100,7 @@ impl KvService {
         fwd: bool,
     ) -> Result<v1::BeginResponse, ServiceError> {
         let result = self.begin_here(&req).await;
-        or_forward!(self, result, fwd, req, begin)
+        or_forward!(self, result, fwd, req, begin, false)
     }
 
     async fn begin_here(&self, req: &v1::BeginRequest) -> Result<v1::BeginResponse, ServiceError> {
@@ -130,7 +131,7 @@ impl KvService {
         fwd: bool,
     ) -> Result<v1::CommitResponse, ServiceError> {
         let result = self.commit_here(&req).await;
-        or_forward!(self, result, fwd, req, commit)
+        or_forward!(self, result, fwd, req, commit, true)
     }
 
     async fn commit_here(
@@ -254,7 +255,7 @@ impl KvService {
         n.namespace("namespace", &req.namespace)?;
         if !n.replica.is_leader() && !fwd {
             let e: ServiceError = n.replica.not_leader().into();
-            return or_forward!(self, Err::<v1::AbortResponse, _>(e), fwd, req, abort);
+            return or_forward!(self, Err::<v1::AbortResponse, _>(e), fwd, req, abort, false);
         }
         n.txns.abort(req.transaction);
         Ok(v1::AbortResponse {})
@@ -266,7 +267,7 @@ impl KvService {
         fwd: bool,
     ) -> Result<v1::TxnResponse, ServiceError> {
         let result = self.one_shot_here(&req).await;
-        or_forward!(self, result, fwd, req, txn)
+        or_forward!(self, result, fwd, req, txn, true)
     }
 
     async fn one_shot_here(&self, req: &v1::TxnRequest) -> Result<v1::TxnResponse, ServiceError> {
@@ -399,7 +400,7 @@ impl KvService {
 
     async fn get(&self, req: v1::GetRequest, fwd: bool) -> Result<v1::GetResponse, ServiceError> {
         let result = self.get_here(&req).await;
-        or_forward!(self, result, fwd, req, get)
+        or_forward!(self, result, fwd, req, get, false)
     }
 
     async fn get_here(&self, req: &v1::GetRequest) -> Result<v1::GetResponse, ServiceError> {
@@ -468,7 +469,7 @@ impl KvService {
 
     async fn put(&self, req: v1::PutRequest, fwd: bool) -> Result<v1::PutResponse, ServiceError> {
         let result = self.put_here(&req).await;
-        or_forward!(self, result, fwd, req, put)
+        or_forward!(self, result, fwd, req, put, true)
     }
 
     async fn put_here(&self, req: &v1::PutRequest) -> Result<v1::PutResponse, ServiceError> {
@@ -499,7 +500,7 @@ impl KvService {
         fwd: bool,
     ) -> Result<v1::DeleteResponse, ServiceError> {
         let result = self.delete_here(&req).await;
-        or_forward!(self, result, fwd, req, delete)
+        or_forward!(self, result, fwd, req, delete, true)
     }
 
     async fn delete_here(
@@ -532,7 +533,7 @@ impl KvService {
         fwd: bool,
     ) -> Result<v1::CompareAndSetResponse, ServiceError> {
         let result = self.compare_and_set_here(&req).await;
-        or_forward!(self, result, fwd, req, compare_and_set)
+        or_forward!(self, result, fwd, req, compare_and_set, true)
     }
 
     async fn compare_and_set_here(
@@ -601,7 +602,7 @@ impl KvService {
         fwd: bool,
     ) -> Result<v1::ScanResponse, ServiceError> {
         let result = self.scan_here(&req).await;
-        or_forward!(self, result, fwd, req, scan)
+        or_forward!(self, result, fwd, req, scan, false)
     }
 
     async fn scan_here(&self, req: &v1::ScanRequest) -> Result<v1::ScanResponse, ServiceError> {

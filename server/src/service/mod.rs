@@ -293,6 +293,36 @@ pub fn forward_target(err: &ServiceError, already_forwarded: bool) -> Option<Str
     }
 }
 
+/// Maps the failure of a request forwarded to the primary: the primary's own answer (with
+/// dialkv's `ErrorInfo`) passes on unchanged; a connection that could not be made means
+/// nothing was sent, so nothing was written; any other transport failure leaves a write's
+/// outcome unknown.
+pub fn forward_error(status: tonic::Status, write: bool) -> ServiceError {
+    use tonic_types::StatusExt;
+    let from_primary = status
+        .get_details_error_info()
+        .is_some_and(|i| i.domain == crate::error::ERROR_DOMAIN);
+    if from_primary {
+        return ServiceError::Forwarded(status);
+    }
+    let not_sent =
+        status.code() == tonic::Code::Unavailable && status.message().contains("connect");
+    if write && !not_sent {
+        return ServiceError::Indeterminate {
+            reason: "FORWARD_INTERRUPTED",
+            message: format!("forwarding to the primary failed after sending: {}; the write may or may not take effect", status.message()),
+        };
+    }
+    ServiceError::Unavailable {
+        reason: "FORWARD_FAILED",
+        message: format!(
+            "the primary could not be reached ({}); nothing was written, retry",
+            status.message()
+        ),
+        retry_after: Some(Duration::from_millis(100)),
+    }
+}
+
 /// How long a forwarded request may take at the primary.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use dialkv_proto::v1::{self, namespaces_client::NamespacesClient, namespaces_server::Namespaces};
 use tonic::{Request, Response, Status};
 
-use super::{forward_request, forward_target, forwarded, Node, FORWARD_TIMEOUT};
+use super::{forward_error, forward_request, forward_target, forwarded, Node, FORWARD_TIMEOUT};
 use crate::error::ServiceError;
 use crate::limits::{check_namespace_name, enum_field};
 use crate::storage::store::{Command, NamespaceMeta, Outcome};
@@ -105,7 +105,7 @@ impl NamespacesService {
                     .create_namespace(forward_request(req, FORWARD_TIMEOUT))
                     .await
                     .map(tonic::Response::into_inner)
-                    .map_err(ServiceError::Forwarded),
+                    .map_err(|s| forward_error(s, true)),
                 None => Err(e),
             },
         }
@@ -140,7 +140,7 @@ impl NamespacesService {
                     .drop_namespace(forward_request(req, FORWARD_TIMEOUT))
                     .await
                     .map(tonic::Response::into_inner)
-                    .map_err(ServiceError::Forwarded),
+                    .map_err(|s| forward_error(s, true)),
                 None => Err(e),
             },
         }
