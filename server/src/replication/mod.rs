@@ -243,12 +243,32 @@ impl Replica {
         }
     }
 
+    /// Refuses at once when this primary has not heard from a quorum for longer than an
+    /// election timeout: it is probably cut off and deposed, and a request it took would only
+    /// wait out its deadline (the check-quorum rule of Raft §6.2 / etcd). The client then
+    /// tries another replica, which knows the new primary.
+    fn check_quorum(&self) -> Result<(), ReplicaError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return Ok(());
+        }
+        let limit = self.options.election_min.as_millis() as u64;
+        match m.millis_since_quorum_ack {
+            Some(ms) if ms > limit => Err(ReplicaError::NoQuorum(format!(
+                "replica {} is the primary but has not heard from a quorum for {ms} ms; try another replica",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Orders `command` through the log and returns its outcome once it is committed and
     /// applied here.
     pub async fn write(&self, command: Command) -> Result<Outcome, ReplicaError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        self.check_quorum()?;
         let request = Request {
             command,
             at_ms: now_ms(),
@@ -281,6 +301,9 @@ impl Replica {
     pub async fn linearizable_barrier(&self) -> Result<(), ReplicaError> {
         if self.options.unsafe_stale_linearizable_reads && self.is_leader() {
             return Ok(());
+        }
+        if self.is_leader() {
+            self.check_quorum()?;
         }
         match tokio::time::timeout(self.options.commit_timeout, self.raft.ensure_linearizable())
             .await
