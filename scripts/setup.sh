@@ -10,6 +10,10 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64
 fi
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# etcd-client (the benchmark's etcd baseline) compiles etcd's .proto files with protoc.
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# The fault-injection harness skews clocks with libfaketime.
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -25,3 +29,4 @@ fi
 # One target directory outside the checkout, shared by every clone on this machine: the
 # bundled RocksDB takes most of the build time, and this keeps it built once.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dialkv-target}"
+export PROTOC="${PROTOC:-$(command -v protoc)}"

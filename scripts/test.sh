@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of dialkv: installs prerequisites (apt, pip), builds the binaries the
-# integration tests start, then runs the unit, property and integration tests.
+# integration tests start, runs the unit, property and integration tests, then the
+# fault-injection suite (real 3-replica clusters under kill, pause, partition and clock skew,
+# every history checked; reports in $JEPSEN_OUT, default /tmp/dialkv-jepsen-suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -11,3 +13,6 @@ if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
 fi
 cargo build --workspace --bins
 cargo test --workspace --all-targets
+out="${JEPSEN_OUT:-/tmp/dialkv-jepsen-suite}"
+rm -rf "$out"
+"$CARGO_TARGET_DIR/debug/dialkv-jepsen" suite --ci --nodes 3 --no-progress --out "$out"
