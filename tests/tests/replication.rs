@@ -427,3 +427,80 @@ async fn adding_and_removing_replicas_under_load_loses_no_acknowledged_write() {
     let acked = acked.lock().expect("acked").clone();
     check_acked(&fourth, &acked).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_staleness_reads_are_refused_once_a_backup_is_provably_too_stale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::start(dir.path(), 3, &[])
+        .await
+        .expect("cluster");
+    let leader = cluster
+        .leader(Duration::from_secs(10))
+        .await
+        .expect("a primary");
+    let backup = (1..=3).find(|id| *id != leader).expect("a backup");
+    let mut leader_kv = client(&cluster.nodes[(leader - 1) as usize]).await;
+    put(&mut leader_kv, "k", "v").await.expect("put");
+    let bounded = |ms| {
+        Some(v1::Consistency {
+            level: v1::ConsistencyLevel::BoundedStaleness as i32,
+            max_staleness_ms: ms,
+            ..Default::default()
+        })
+    };
+    let mut backup_kv = client(&cluster.nodes[(backup - 1) as usize]).await;
+    // With the primary's heartbeats arriving, the backup is fresh within a generous bound.
+    let until = Instant::now() + Duration::from_secs(10);
+    let fresh = loop {
+        match get(&mut backup_kv, "k", bounded(5_000), None).await {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < until => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the backup never served a bounded read: {e}"),
+        }
+    };
+    let header = fresh.header.expect("header");
+    assert_eq!(header.replica_id, backup);
+    assert_eq!(
+        header.served_level,
+        v1::ConsistencyLevel::BoundedStaleness as i32
+    );
+    assert!(header.lag_ms <= 5_000, "{header:?}");
+    // Freeze the primary: the backup hears nothing more, and within a second it can no
+    // longer prove it is within 300 ms of the primary.
+    cluster.node(leader).signal("STOP");
+    wait_for(
+        "the backup to refuse a 300 ms bound",
+        Duration::from_secs(10),
+        || {
+            let mut kv = backup_kv.clone();
+            let bounded = bounded(300);
+            async move {
+                match get(&mut kv, "k", bounded, None).await {
+                    Err(e) => {
+                        use tonic_types::StatusExt;
+                        e.code() == tonic::Code::Unavailable
+                            && e.get_details_error_info()
+                                .is_some_and(|i| i.reason == "STALENESS_BOUND_EXCEEDED")
+                    }
+                    Ok(_) => false,
+                }
+            }
+        },
+    )
+    .await
+    .expect("a stale backup refuses");
+    // EVENTUAL still answers.
+    let eventual = get(
+        &mut backup_kv,
+        "k",
+        level(v1::ConsistencyLevel::Eventual),
+        None,
+    )
+    .await
+    .expect("eventual read");
+    assert_eq!(eventual.value, Bytes::from_static(b"v"));
+    cluster.node(leader).signal("CONT");
+}
