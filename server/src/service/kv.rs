@@ -94,15 +94,6 @@ impl KvService {
         Ok(())
     }
 
-    async fn begin(
-        &self,
-        req: v1::BeginRequest,
-        fwd: bool,
-    ) -> Result<v1::BeginResponse, ServiceError> {
-        let result = self.begin_here(&req).await;
-        or_forward!(self, result, fwd, req, begin, false)
-    }
-
     async fn begin_here(&self, req: &v1::BeginRequest) -> Result<v1::BeginResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
@@ -123,15 +114,6 @@ impl KvService {
             snapshot_revision: snapshot,
             max_age_ms: n.txns.max_age.as_millis() as u64,
         })
-    }
-
-    async fn commit(
-        &self,
-        req: v1::CommitRequest,
-        fwd: bool,
-    ) -> Result<v1::CommitResponse, ServiceError> {
-        let result = self.commit_here(&req).await;
-        or_forward!(self, result, fwd, req, commit, true)
     }
 
     async fn commit_here(
@@ -246,31 +228,17 @@ impl KvService {
         }
     }
 
-    async fn abort(
-        &self,
-        req: v1::AbortRequest,
-        fwd: bool,
-    ) -> Result<v1::AbortResponse, ServiceError> {
+    async fn abort_here(&self, req: &v1::AbortRequest) -> Result<v1::AbortResponse, ServiceError> {
         let n = &self.node;
         n.namespace("namespace", &req.namespace)?;
-        if !n.replica.is_leader() && !fwd {
-            let e: ServiceError = n.replica.not_leader().into();
-            return or_forward!(self, Err::<v1::AbortResponse, _>(e), fwd, req, abort, false);
+        if !n.replica.is_leader() {
+            return Err(n.replica.not_leader().into());
         }
         n.txns.abort(req.transaction);
         Ok(v1::AbortResponse {})
     }
 
-    async fn one_shot(
-        &self,
-        req: v1::TxnRequest,
-        fwd: bool,
-    ) -> Result<v1::TxnResponse, ServiceError> {
-        let result = self.one_shot_here(&req).await;
-        or_forward!(self, result, fwd, req, txn, true)
-    }
-
-    async fn one_shot_here(&self, req: &v1::TxnRequest) -> Result<v1::TxnResponse, ServiceError> {
+    async fn txn_here(&self, req: &v1::TxnRequest) -> Result<v1::TxnResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         Self::primary_backup(&ns)?;
@@ -398,11 +366,6 @@ impl KvService {
         }
     }
 
-    async fn get(&self, req: v1::GetRequest, fwd: bool) -> Result<v1::GetResponse, ServiceError> {
-        let result = self.get_here(&req).await;
-        or_forward!(self, result, fwd, req, get, false)
-    }
-
     async fn get_here(&self, req: &v1::GetRequest) -> Result<v1::GetResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
@@ -467,11 +430,6 @@ impl KvService {
         Ok((outcome, token))
     }
 
-    async fn put(&self, req: v1::PutRequest, fwd: bool) -> Result<v1::PutResponse, ServiceError> {
-        let result = self.put_here(&req).await;
-        or_forward!(self, result, fwd, req, put, true)
-    }
-
     async fn put_here(&self, req: &v1::PutRequest) -> Result<v1::PutResponse, ServiceError> {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
@@ -492,15 +450,6 @@ impl KvService {
             header: n.header(v1::ConsistencyLevel::Linearizable, &token),
             version: version(revision),
         })
-    }
-
-    async fn delete(
-        &self,
-        req: v1::DeleteRequest,
-        fwd: bool,
-    ) -> Result<v1::DeleteResponse, ServiceError> {
-        let result = self.delete_here(&req).await;
-        or_forward!(self, result, fwd, req, delete, true)
     }
 
     async fn delete_here(
@@ -525,15 +474,6 @@ impl KvService {
             existed,
             version: if existed { version(revision) } else { None },
         })
-    }
-
-    async fn compare_and_set(
-        &self,
-        req: v1::CompareAndSetRequest,
-        fwd: bool,
-    ) -> Result<v1::CompareAndSetResponse, ServiceError> {
-        let result = self.compare_and_set_here(&req).await;
-        or_forward!(self, result, fwd, req, compare_and_set, true)
     }
 
     async fn compare_and_set_here(
@@ -594,15 +534,6 @@ impl KvService {
                 version: version(c.revision),
             }),
         })
-    }
-
-    async fn scan(
-        &self,
-        req: v1::ScanRequest,
-        fwd: bool,
-    ) -> Result<v1::ScanResponse, ServiceError> {
-        let result = self.scan_here(&req).await;
-        or_forward!(self, result, fwd, req, scan, false)
     }
 
     async fn scan_here(&self, req: &v1::ScanRequest) -> Result<v1::ScanResponse, ServiceError> {
@@ -692,98 +623,35 @@ impl KvService {
     }
 }
 
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn get(
-        &self,
-        request: Request<v1::GetRequest>,
-    ) -> Result<Response<v1::GetResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Get", KvService::get(self, request.into_inner(), fwd))
-            .await
-    }
+/// Implements the KV service: each RPC runs its `*_here` handler under the node's metrics,
+/// and a request this replica may not serve (NOT_LEADER) is forwarded once to the primary.
+macro_rules! kv_service {
+    ($($method:ident($req:ty) -> $resp:ty, $rpc:literal, $here:ident, write: $write:expr;)*) => {
+        #[tonic::async_trait]
+        impl Kv for KvService {
+            $(
+                async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                    let fwd = forwarded(&request);
+                    let req = request.into_inner();
+                    let handled = async {
+                        let result = self.$here(&req).await;
+                        or_forward!(self, result, fwd, req, $method, $write)
+                    };
+                    self.node.observe($rpc, handled).await
+                }
+            )*
+        }
+    };
+}
 
-    async fn put(
-        &self,
-        request: Request<v1::PutRequest>,
-    ) -> Result<Response<v1::PutResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Put", KvService::put(self, request.into_inner(), fwd))
-            .await
-    }
-
-    async fn delete(
-        &self,
-        request: Request<v1::DeleteRequest>,
-    ) -> Result<Response<v1::DeleteResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Delete", KvService::delete(self, request.into_inner(), fwd))
-            .await
-    }
-
-    async fn scan(
-        &self,
-        request: Request<v1::ScanRequest>,
-    ) -> Result<Response<v1::ScanResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Scan", KvService::scan(self, request.into_inner(), fwd))
-            .await
-    }
-
-    async fn compare_and_set(
-        &self,
-        request: Request<v1::CompareAndSetRequest>,
-    ) -> Result<Response<v1::CompareAndSetResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe(
-                "CompareAndSet",
-                KvService::compare_and_set(self, request.into_inner(), fwd),
-            )
-            .await
-    }
-
-    async fn txn(
-        &self,
-        request: Request<v1::TxnRequest>,
-    ) -> Result<Response<v1::TxnResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Txn", self.one_shot(request.into_inner(), fwd))
-            .await
-    }
-
-    async fn begin(
-        &self,
-        request: Request<v1::BeginRequest>,
-    ) -> Result<Response<v1::BeginResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Begin", KvService::begin(self, request.into_inner(), fwd))
-            .await
-    }
-
-    async fn commit(
-        &self,
-        request: Request<v1::CommitRequest>,
-    ) -> Result<Response<v1::CommitResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Commit", KvService::commit(self, request.into_inner(), fwd))
-            .await
-    }
-
-    async fn abort(
-        &self,
-        request: Request<v1::AbortRequest>,
-    ) -> Result<Response<v1::AbortResponse>, Status> {
-        let fwd = forwarded(&request);
-        self.node
-            .observe("Abort", KvService::abort(self, request.into_inner(), fwd))
-            .await
-    }
+kv_service! {
+    get(v1::GetRequest) -> v1::GetResponse, "Get", get_here, write: false;
+    put(v1::PutRequest) -> v1::PutResponse, "Put", put_here, write: true;
+    delete(v1::DeleteRequest) -> v1::DeleteResponse, "Delete", delete_here, write: true;
+    scan(v1::ScanRequest) -> v1::ScanResponse, "Scan", scan_here, write: false;
+    compare_and_set(v1::CompareAndSetRequest) -> v1::CompareAndSetResponse, "CompareAndSet", compare_and_set_here, write: true;
+    txn(v1::TxnRequest) -> v1::TxnResponse, "Txn", txn_here, write: true;
+    begin(v1::BeginRequest) -> v1::BeginResponse, "Begin", begin_here, write: false;
+    commit(v1::CommitRequest) -> v1::CommitResponse, "Commit", commit_here, write: true;
+    abort(v1::AbortRequest) -> v1::AbortResponse, "Abort", abort_here, write: false;
 }
