@@ -80,10 +80,22 @@ impl NamespacesService {
             return Err(ServiceError::FailedPrecondition {
                 reason: "NOT_ENOUGH_REPLICAS",
                 message: format!(
-                    "spec.replicas: {} is more than the {cluster_size} replica(s) in this cluster (every namespace is held by every replica)",
+                    "spec.replicas: {} is more than the {cluster_size} replica(s) in this cluster",
                     spec.replicas
                 ),
             });
+        }
+        if spec.replicas < cluster_size {
+            // Placement on a subset of the replicas comes with sharding; until then a smaller
+            // N would be a promise the cluster does not keep.
+            return Err(ServiceError::invalid(
+                "spec.replicas",
+                "PLACEMENT_UNAVAILABLE",
+                format!(
+                    "{} is fewer than the {cluster_size} replicas of this cluster: every namespace is held by every replica; use 0 or {cluster_size}",
+                    spec.replicas
+                ),
+            ));
         }
         Ok(spec)
     }
