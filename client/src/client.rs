@@ -303,7 +303,7 @@ fn parse_endpoint(text: &str) -> Result<Endpoint, Error> {
 }
 
 /// Makes a tonic request with the attempt's remaining time as its `grpc-timeout`.
-fn request<T>(message: T, remaining: Duration) -> tonic::Request<T> {
+pub(crate) fn request<T>(message: T, remaining: Duration) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.set_timeout(remaining);
     req
@@ -338,20 +338,20 @@ impl Client {
     }
 
     /// A fresh request id for one mutating call.
-    fn next_request_id(&self) -> proto::RequestId {
+    pub(crate) fn next_request_id(&self) -> proto::RequestId {
         proto::RequestId {
             client_id: self.inner.client_id,
             seq: self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1,
         }
     }
 
-    fn namespace_of(&self, opts: &CallOptions) -> String {
+    pub(crate) fn namespace_of(&self, opts: &CallOptions) -> String {
         opts.namespace
             .clone()
             .unwrap_or_else(|| self.inner.namespace.clone())
     }
 
-    fn deadline_of(&self, opts: &CallOptions) -> Instant {
+    pub(crate) fn deadline_of(&self, opts: &CallOptions) -> Instant {
         let by_timeout = Instant::now() + opts.timeout.unwrap_or(self.inner.timeout);
         opts.deadline.map_or(by_timeout, |d| d.min(by_timeout))
     }
@@ -361,7 +361,7 @@ impl Client {
     /// says ([`routing::first_endpoint`]) and moves as the retry rules say
     /// ([`routing::next_endpoint`]); a write that succeeds makes its endpoint the one later
     /// primary-bound calls start at.
-    async fn call<T, F, Fut>(
+    pub(crate) async fn call<T, F, Fut>(
         &self,
         kind: CallKind,
         route: Route,

@@ -75,6 +75,35 @@ pub mod reason {
     pub const BAD_REPLICA_ID: &str = "BAD_REPLICA_ID";
     /// A replica address is not `host:port` (INVALID_ARGUMENT).
     pub const BAD_ADDRESS: &str = "BAD_ADDRESS";
+    /// A backup forwarded a write to the primary and the forward failed after sending
+    /// (DEADLINE_EXCEEDED): the write may or may not take effect.
+    pub const FORWARD_INTERRUPTED: &str = "FORWARD_INTERRUPTED";
+    /// A backup could not reach the primary to forward to; nothing was written
+    /// (UNAVAILABLE, retryable).
+    pub const FORWARD_FAILED: &str = "FORWARD_FAILED";
+    /// A transaction read a key (or scanned a range) that another write changed after its
+    /// snapshot; the message names the key. Nothing was written (ABORTED: re-run it).
+    pub const TRANSACTION_CONFLICT: &str = "TRANSACTION_CONFLICT";
+    /// The transaction is not open at the primary: it expired, was aborted or committed, or
+    /// began at a primary that has since changed (ABORTED: re-run it). Answering a commit
+    /// resent with the same request id, it means the commit never applied.
+    pub const TRANSACTION_UNKNOWN: &str = "TRANSACTION_UNKNOWN";
+    /// The transaction stayed open longer than the server's maximum age (ABORTED).
+    pub const TRANSACTION_EXPIRED: &str = "TRANSACTION_EXPIRED";
+    /// The transaction's snapshot fell behind the history the server keeps (ABORTED).
+    pub const SNAPSHOT_TOO_OLD: &str = "SNAPSHOT_TOO_OLD";
+    /// A transaction is over a limit: 10000 keys and ranges read, 10000 writes, 4 MiB, or
+    /// 128 compares or ops per branch of a one-shot transaction (INVALID_ARGUMENT).
+    pub const TRANSACTION_TOO_LARGE: &str = "TRANSACTION_TOO_LARGE";
+    /// The primary has as many transactions open as it allows; retry shortly
+    /// (RESOURCE_EXHAUSTED).
+    pub const TOO_MANY_TRANSACTIONS: &str = "TOO_MANY_TRANSACTIONS";
+    /// Transactions need a primary-backup namespace (FAILED_PRECONDITION).
+    pub const TRANSACTIONS_NEED_PRIMARY_BACKUP: &str = "TRANSACTIONS_NEED_PRIMARY_BACKUP";
+    /// The replicas keep no history, so snapshot reads are impossible (FAILED_PRECONDITION).
+    pub const NO_HISTORY_RETAINED: &str = "NO_HISTORY_RETAINED";
+    /// A transaction was used in a namespace other than its own (INVALID_ARGUMENT).
+    pub const TRANSACTION_NAMESPACE: &str = "TRANSACTION_NAMESPACE";
 }
 
 /// The `ErrorInfo.metadata` key of the primary's id in a `NOT_LEADER` error.
@@ -322,6 +351,17 @@ pub enum Error {
     /// whole. The client does not retry aborted writes by itself.
     #[error("ABORTED {0}")]
     Aborted(ErrorStatus),
+    /// An interactive transaction was aborted on every attempt the retry limit allowed
+    /// ([`crate::transaction`]); `status` is the last abort, whose reason (e.g.
+    /// `TRANSACTION_CONFLICT`, naming the key in its message) says why. Nothing was written
+    /// by any attempt.
+    #[error("ABORTED after {attempts} attempts: {reason} {status}", reason = .status.reason().unwrap_or("ABORTED"))]
+    TransactionAborted {
+        /// The last attempt's abort.
+        status: ErrorStatus,
+        /// How many times the transaction ran.
+        attempts: u32,
+    },
     /// A read's deadline passed before it was answered (DEADLINE_EXCEEDED).
     #[error("DEADLINE_EXCEEDED {0}")]
     DeadlineExceeded(ErrorStatus),
@@ -383,6 +423,7 @@ impl Error {
             | Error::Aborted(s)
             | Error::DeadlineExceeded(s)
             | Error::Indeterminate(s)
+            | Error::TransactionAborted { status: s, .. }
             | Error::Other(s) => Some(s),
             Error::InvalidEndpoint { .. }
             | Error::NoEndpoints
@@ -422,7 +463,7 @@ impl Error {
     /// id could apply it twice).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unavailable(_) | Error::Aborted(_) => true,
+            Error::Unavailable(_) | Error::Aborted(_) | Error::TransactionAborted { .. } => true,
             Error::ResourceExhausted(s) => s.reason() == Some(reason::WRITE_QUEUE_FULL),
             _ => false,
         }

@@ -8,6 +8,8 @@
 //!   `delete`, `scan`, `compare_and_set`), namespace administration and cluster
 //!   administration (`cluster_status`, `add_node`, `remove_node`).
 //! - [`Session`] adds the Bayou session guarantees by carrying a [`SessionToken`].
+//! - [`transaction`]: interactive transactions ([`Client::transaction`], retried when
+//!   aborted) and one-shot compare/then/else ([`Client::txn`]) on primary-backup namespaces.
 //! - [`Error`] says what the caller should do with a failure; a write whose outcome is
 //!   unknown is [`Error::Indeterminate`].
 //! - [`cli`] is `dialctl`'s argument parsing and output, kept in the library so it can be
@@ -39,6 +41,7 @@ pub mod options;
 pub mod retry;
 pub mod routing;
 pub mod session;
+pub mod transaction;
 pub mod types;
 
 /// The generated wire types of `dialkv.v1`, re-exported.
@@ -50,6 +53,10 @@ pub use error::{Error, ErrorStatus};
 pub use options::{CallOptions, Consistency, Level};
 pub use retry::RetryPolicy;
 pub use session::{Session, SessionGuarantees};
+pub use transaction::{
+    Committed, Compare, CompareTarget, ReadWriteSet, Transaction, TransactionOptions, TxnOp,
+    TxnOpKind, TxnOpResult, TxnOutput,
+};
 pub use types::{
     CasAction, CasOutput, ClusterStatus, Condition, ConflictPolicy, DeleteOutput, Entry, GetOutput,
     Membership, NamespaceInfo, NamespaceSpec, NodeStatus, Protocol, PutOutput, ResponseMeta, Role,

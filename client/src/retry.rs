@@ -10,7 +10,12 @@
 //!   or over a staleness bound (`STALENESS_BOUND_EXCEEDED`): the last two ask the client to
 //!   try another replica).
 //! - RESOURCE_EXHAUSTED with reason `WRITE_QUEUE_FULL` is retried at the same endpoint.
-//! - ABORTED is retried for reads only; an aborted write is the caller's to redo.
+//! - ABORTED is retried for plain reads only; an aborted write is the caller's to redo, and
+//!   an ABORTED answer inside an interactive transaction ([`CallKind::Transaction`],
+//!   [`CallKind::Commit`]) ends the transaction attempt: [`crate::transaction`] re-runs it.
+//! - A commit's ABORTED is definite even after an attempt that may have applied: the server
+//!   answers a resent commit (same request id) from its first outcome, and with
+//!   `TRANSACTION_UNKNOWN` when the first never committed.
 //! - A write whose attempt failed after the request may have been sent is retried only when
 //!   it carries a request id (the server then applies it at most once); if the call still
 //!   fails, its outcome is unknown and it is reported as [`Error::Indeterminate`], whatever
@@ -40,6 +45,23 @@ pub enum CallKind {
     /// A write without a request id (namespace create and drop): it is repeated only when
     /// the earlier attempt certainly did not apply.
     Write,
+    /// `Begin`, a read inside an interactive transaction, or `Abort`: served by the primary,
+    /// repeating it writes nothing, but ABORTED ends the call (the transaction is gone).
+    Transaction,
+    /// An interactive transaction's `Commit`: a write with a request id whose ABORTED answer
+    /// is definite (nothing was written), whatever earlier attempts of the call answered.
+    Commit,
+}
+
+impl CallKind {
+    /// Whether a call of this kind writes, so that a failure after it may have been sent
+    /// leaves its outcome unknown.
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            CallKind::IdempotentWrite | CallKind::Write | CallKind::Commit
+        )
+    }
 }
 
 /// Where to send the next attempt of a call.
@@ -79,6 +101,12 @@ pub fn decide(kind: CallKind, status: &ErrorStatus) -> Decision {
         Code::ResourceExhausted if status.reason() == Some(reason::WRITE_QUEUE_FULL) => {
             retry(Next::Same)
         }
+        Code::ResourceExhausted
+            if kind == CallKind::Transaction
+                && status.reason() == Some(reason::TOO_MANY_TRANSACTIONS) =>
+        {
+            retry(Next::Same)
+        }
         Code::Aborted if kind == CallKind::Read => retry(Next::Same),
         // A transport failure mid-call (a reset stream shows up as UNKNOWN or INTERNAL without
         // the server's ErrorInfo): repeat where repeating is safe, elsewhere.
@@ -94,7 +122,10 @@ pub fn decide(kind: CallKind, status: &ErrorStatus) -> Decision {
 /// The error a call of `kind` reports when its last attempt failed with `status`;
 /// `maybe_applied` says whether any earlier attempt may have applied the write.
 pub fn final_error(kind: CallKind, status: ErrorStatus, maybe_applied: bool) -> Error {
-    if kind != CallKind::Read && (maybe_applied || status.write_may_have_applied()) {
+    if kind == CallKind::Commit && status.code() == Code::Aborted {
+        return Error::Aborted(status);
+    }
+    if kind.writes() && (maybe_applied || status.write_may_have_applied()) {
         Error::Indeterminate(status)
     } else {
         Error::from_status(status)
@@ -358,6 +389,79 @@ mod tests {
             final_error(Read, transport(Code::Unavailable), true),
             Error::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn transaction_calls_stop_on_aborted_and_never_leave_a_write_unknown() {
+        for why in [
+            reason::TRANSACTION_UNKNOWN,
+            reason::TRANSACTION_EXPIRED,
+            reason::SNAPSHOT_TOO_OLD,
+        ] {
+            assert_eq!(decide(Transaction, &server(Code::Aborted, why)), Stop);
+        }
+        // Begin, reads and Abort write nothing: a lost reply is not indeterminate.
+        assert_eq!(
+            decide(Transaction, &transport(Code::Unknown)),
+            Retry { next: Other }
+        );
+        assert!(matches!(
+            final_error(Transaction, transport(Code::DeadlineExceeded), true),
+            Error::DeadlineExceeded(_)
+        ));
+        // A full transaction table is retried in place (the server sends RetryInfo).
+        assert_eq!(
+            decide(
+                Transaction,
+                &server(Code::ResourceExhausted, reason::TOO_MANY_TRANSACTIONS)
+            ),
+            Retry { next: Same }
+        );
+        assert_eq!(
+            decide(
+                IdempotentWrite,
+                &server(Code::ResourceExhausted, reason::TOO_MANY_TRANSACTIONS)
+            ),
+            Stop
+        );
+    }
+
+    #[test]
+    fn a_commit_is_resent_with_its_id_and_aborted_is_definite() {
+        assert_eq!(decide(Commit, &transport(Code::Unknown)), Retry { next: Other });
+        assert_eq!(
+            decide(Commit, &server(Code::Aborted, reason::TRANSACTION_CONFLICT)),
+            Stop
+        );
+        assert_eq!(
+            decide(Commit, &server(Code::DeadlineExceeded, reason::COMMIT_TIMEOUT)),
+            Stop
+        );
+        assert_eq!(
+            decide(Commit, &server(Code::DeadlineExceeded, reason::FORWARD_INTERRUPTED)),
+            Stop
+        );
+        // After an attempt that may have applied, ABORTED (the first outcome, or
+        // TRANSACTION_UNKNOWN: it never committed) is still definite...
+        let unknown = server(Code::Aborted, reason::TRANSACTION_UNKNOWN);
+        assert!(matches!(
+            final_error(Commit, unknown.clone(), true),
+            Error::Aborted(_)
+        ));
+        // ...unlike for other writes, and other failures after it stay unknown.
+        assert!(final_error(IdempotentWrite, unknown, true).is_indeterminate());
+        assert!(final_error(
+            Commit,
+            server(Code::Unavailable, reason::NOT_LEADER),
+            true
+        )
+        .is_indeterminate());
+        assert!(final_error(
+            Commit,
+            server(Code::DeadlineExceeded, reason::FORWARD_INTERRUPTED),
+            false
+        )
+        .is_indeterminate());
     }
 
     #[test]

@@ -32,7 +32,13 @@ pub enum Route {
 /// Writes and LINEARIZABLE reads go to the primary; weaker reads are spread.
 pub fn route(kind: CallKind, level: Option<Level>) -> Route {
     match (kind, level) {
-        (CallKind::IdempotentWrite | CallKind::Write, _) => Route::Primary,
+        (
+            CallKind::IdempotentWrite
+            | CallKind::Write
+            | CallKind::Transaction
+            | CallKind::Commit,
+            _,
+        ) => Route::Primary,
         (CallKind::Read, None | Some(Level::Linearizable)) => Route::Primary,
         (
             CallKind::Read,
@@ -123,7 +129,12 @@ mod tests {
 
     #[test]
     fn writes_and_linearizable_reads_go_to_the_primary() {
-        for kind in [CallKind::IdempotentWrite, CallKind::Write] {
+        for kind in [
+            CallKind::IdempotentWrite,
+            CallKind::Write,
+            CallKind::Transaction,
+            CallKind::Commit,
+        ] {
             assert_eq!(route(kind, None), Route::Primary);
             for level in Level::ALL {
                 assert_eq!(route(kind, Some(level)), Route::Primary, "{kind:?} {level}");
