@@ -11,6 +11,7 @@
 //! printed on stderr after `dialctl: `).
 
 pub mod output;
+pub mod script;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -19,14 +20,17 @@ use bytes::Bytes;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    CallOptions, CasAction, Client, Condition, ConflictPolicy, Consistency, Error, Level,
-    NamespaceSpec, Protocol, ScanRange, Session, SessionGuarantees,
+    CallOptions, CasAction, Client, Compare, Condition, ConflictPolicy, Consistency, Error, Level,
+    NamespaceSpec, Protocol, ScanRange, Session, SessionGuarantees, Transaction,
+    TransactionOptions, TxnOp,
 };
-use output::{Format, Printer};
+use output::{Format, Printer, TxnOutcome};
+use script::{ReadResult, ScriptLine, ScriptOp};
 
 /// Success.
 pub const EXIT_OK: i32 = 0;
-/// `get`: the key does not exist; `cas`: the condition did not hold.
+/// `get`: the key does not exist; `cas` and one-shot `txn`: the condition did not hold;
+/// interactive `txn`: aborted on every attempt.
 pub const EXIT_CONDITION: i32 = 1;
 /// The command line is wrong (clap exits with this code too).
 pub const EXIT_USAGE: i32 = 2;
@@ -129,6 +133,65 @@ pub enum Command {
     /// Cluster administration: status and membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Run a transaction: an interactive one from a script, or a one-shot --if/--then/--else.
+    ///
+    /// Interactive (the default): reads a script from --file or stdin, one operation per
+    /// line, and runs it as one transaction: reads see one snapshot, writes apply atomically
+    /// at commit, and the commit aborts if anything read changed meanwhile (then the whole
+    /// script runs again, up to --retries times). Prints each get and scan result, then
+    /// `COMMITTED revision N` (exit 0) or `ABORTED REASON ...` (exit 1).
+    ///
+    ///   # a comment
+    ///   get alice            # prints `get alice: VALUE` (or `(not found)`)
+    ///   put bob 42           # buffered until commit
+    ///   del carol
+    ///   scan a z             # keys in [a, z); `scan` alone: every key
+    ///   put k "a value"      # quotes for spaces; escapes \" \\ \n \t \xHH
+    ///
+    /// One-shot (with --if, --then or --else): if every --if holds, the --then ops run,
+    /// else the --else ops, as one atomic step. Prints `SUCCESS revision N` (exit 0) or
+    /// `FAILURE` (exit 1), then each get's result.
+    ///
+    ///   dialctl txn --if 'value leader = n1' --if 'exists lease' \
+    ///               --then 'put leader n2' --then 'del lease' --else 'get leader'
+    ///
+    /// Conditions: `exists KEY`, `absent KEY`, `value KEY = VALUE`, `revision KEY = R`.
+    /// Ops: `put KEY VALUE`, `del KEY`, `get KEY`.
+    ///
+    /// Exit codes: 0 committed / compares held, 1 aborted after retries / compares failed,
+    /// 2 usage or script error (naming the line), 3 server error (including an
+    /// indeterminate commit: it may or may not have applied).
+    #[command(verbatim_doc_comment)]
+    Txn(TxnArgs),
+}
+
+/// Arguments of `txn`.
+#[derive(Debug, Args, PartialEq, Eq)]
+pub struct TxnArgs {
+    /// The script of an interactive transaction (`-`: stdin, the default).
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["when", "then", "otherwise"])]
+    pub file: Option<std::path::PathBuf>,
+    /// One-shot: a condition (`exists K`, `absent K`, `value K = V`, `revision K = R`); all
+    /// must hold. Repeatable.
+    #[arg(long = "if", value_name = "COND", value_parser = script::parse_compare)]
+    pub when: Vec<Compare>,
+    /// One-shot: an op run when every condition holds (`put K V`, `del K`, `get K`).
+    /// Repeatable.
+    #[arg(long = "then", value_name = "OP", value_parser = script::parse_txn_op)]
+    pub then: Vec<TxnOp>,
+    /// One-shot: an op run when a condition does not hold. Repeatable.
+    #[arg(long = "else", value_name = "OP", value_parser = script::parse_txn_op)]
+    pub otherwise: Vec<TxnOp>,
+    /// Interactive: how many times an aborted transaction runs again.
+    #[arg(long, value_name = "N", default_value_t = crate::transaction::DEFAULT_MAX_RETRIES, conflicts_with_all = ["when", "then", "otherwise"])]
+    pub retries: u32,
+}
+
+impl TxnArgs {
+    /// Whether this is a one-shot transaction (any of --if, --then, --else given).
+    pub fn is_one_shot(&self) -> bool {
+        !(self.when.is_empty() && self.then.is_empty() && self.otherwise.is_empty())
+    }
 }
 
 /// A `cluster` subcommand.
@@ -328,6 +391,18 @@ impl Cli {
                 return Err(usage(&format!("--session-token: {e}")));
             }
         }
+        if let Command::Txn(_) = self.command {
+            if self.session_token.is_some() {
+                return Err(usage(
+                    "txn does not run in a session (--session-token): transactions are strict serializable",
+                ));
+            }
+            if self.consistency.is_some() || self.max_staleness_ms.is_some() {
+                return Err(usage(
+                    "txn takes no --consistency: transactions are strict serializable",
+                ));
+            }
+        }
         if let Command::Scan(ScanArgs { limit: Some(0), .. }) = self.command {
             return Err(usage("--limit must be at least 1"));
         }
@@ -410,6 +485,10 @@ pub fn main() -> i32 {
     let mut printer = Printer::new(cli.output, stdout.lock());
     let code = match runtime.block_on(run(&cli, &mut printer)) {
         Ok(code) => code,
+        Err(RunError::Usage(e)) => {
+            eprintln!("dialctl: {e}");
+            EXIT_USAGE
+        }
         Err(e) => {
             eprintln!("dialctl: {e}");
             EXIT_ERROR
@@ -433,10 +512,19 @@ pub enum RunError {
     /// Reading stdin or writing stdout failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The input is wrong (a `txn` script that does not parse, or cannot be read): exit
+    /// [`EXIT_USAGE`].
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs one parsed command, printing its result; returns the exit code.
 pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunError> {
+    // A script is read and checked before anything is sent.
+    let script = match &cli.command {
+        Command::Txn(args) if !args.is_one_shot() => Some(read_script(args.file.as_deref())?),
+        _ => None,
+    };
     let client = cli.client()?;
     let session = match &cli.session_token {
         Some(text) => Some(Session::resume_with(
@@ -568,6 +656,27 @@ pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunEr
             }
             Ok(EXIT_OK)
         }
+        Command::Txn(args) => match script {
+            Some(script) => run_script(cli, &client, args, script, out).await,
+            None => {
+                let mut opts = opts;
+                opts.consistency = None;
+                let txn = client
+                    .txn()
+                    .when(args.when.iter().cloned())
+                    .then(args.then.iter().cloned())
+                    .otherwise(args.otherwise.iter().cloned())
+                    .options(opts)
+                    .commit()
+                    .await?;
+                out.one_shot(&txn)?;
+                Ok(if txn.succeeded {
+                    EXIT_OK
+                } else {
+                    EXIT_CONDITION
+                })
+            }
+        },
         Command::Cluster(cmd) => {
             match cmd {
                 ClusterCommand::Status => {
@@ -587,6 +696,112 @@ pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunEr
             }
             Ok(EXIT_OK)
         }
+    }
+}
+
+/// Reads and parses a `txn` script from `file` (stdin when `None` or `-`).
+fn read_script(file: Option<&std::path::Path>) -> Result<Vec<ScriptLine>, RunError> {
+    let (name, bytes) = match file {
+        Some(path) if path.as_os_str() != "-" => (
+            path.display().to_string(),
+            std::fs::read(path).map_err(|e| {
+                RunError::Usage(format!("cannot read script {}: {e}", path.display()))
+            })?,
+        ),
+        _ => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| RunError::Usage(format!("cannot read the script from stdin: {e}")))?;
+            ("stdin".to_string(), buf)
+        }
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| RunError::Usage(format!("{name}: the script is not UTF-8 text (write bytes as \\xHH in quotes)")))?;
+    script::parse_script(&text).map_err(|e| RunError::Usage(e.to_string()))
+}
+
+/// Runs a script's operations in `txn`, returning what its reads saw.
+pub async fn run_script_ops(
+    txn: &Transaction,
+    script: &[ScriptLine],
+) -> Result<Vec<ReadResult>, Error> {
+    let mut reads = Vec::new();
+    for ScriptLine { line, op } in script {
+        match op {
+            ScriptOp::Get(key) => {
+                let entry = txn.get_entry(key).await?;
+                reads.push(ReadResult::Get {
+                    line: *line,
+                    key: key.clone(),
+                    entry,
+                });
+            }
+            ScriptOp::Put(key, value) => txn.put(key, value.clone()),
+            ScriptOp::Del(key) => txn.delete(key),
+            ScriptOp::Scan(start, end) => {
+                let items = txn
+                    .scan(&ScanRange::new(start.clone(), end.clone()))
+                    .await?;
+                reads.push(ReadResult::Scan {
+                    line: *line,
+                    start: start.clone(),
+                    end: end.clone(),
+                    items,
+                });
+            }
+        }
+    }
+    Ok(reads)
+}
+
+/// Runs a script as one interactive transaction and prints its outcome.
+async fn run_script<W: Write>(
+    cli: &Cli,
+    client: &Client,
+    args: &TxnArgs,
+    script: Vec<ScriptLine>,
+    out: &mut Printer<W>,
+) -> Result<i32, RunError> {
+    let script = std::sync::Arc::new(script);
+    let opts = TransactionOptions {
+        call: CallOptions {
+            consistency: None,
+            ..cli.call_options()
+        },
+        max_retries: args.retries,
+        ..TransactionOptions::default()
+    };
+    let result = client
+        .transaction_with(&opts, |txn| {
+            let script = script.clone();
+            async move { run_script_ops(&txn, &script).await }
+        })
+        .await;
+    match result {
+        Ok(done) => {
+            out.txn(
+                &done.value,
+                &TxnOutcome::Committed {
+                    revision: done.revision,
+                    snapshot_revision: done.snapshot_revision,
+                    attempts: done.attempts,
+                },
+            )?;
+            Ok(EXIT_OK)
+        }
+        Err(Error::TransactionAborted { status, attempts }) => {
+            out.txn(
+                &[],
+                &TxnOutcome::Aborted {
+                    reason: status.reason().unwrap_or("ABORTED").to_string(),
+                    message: status.message().to_string(),
+                    attempts,
+                },
+            )?;
+            Ok(EXIT_CONDITION)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -11,10 +11,34 @@ use base64::Engine as _;
 use clap::ValueEnum;
 use serde_json::{json, Map, Value};
 
+use super::script::ReadResult;
 use crate::{
     CasOutput, ClusterStatus, DeleteOutput, Entry, GetOutput, Membership, NamespaceInfo,
-    NodeStatus, PutOutput, ResponseMeta, Session,
+    NodeStatus, PutOutput, ResponseMeta, Session, TxnOpKind, TxnOutput,
 };
+
+/// How an interactive `txn` ended, for printing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Committed.
+    Committed {
+        /// The revision of its writes; `None` when it wrote nothing.
+        revision: Option<u64>,
+        /// The snapshot its reads saw.
+        snapshot_revision: u64,
+        /// How many times it ran.
+        attempts: u32,
+    },
+    /// Aborted on every attempt.
+    Aborted {
+        /// The last abort's reason (e.g. `TRANSACTION_CONFLICT`).
+        reason: String,
+        /// The last abort's message (naming the key of a conflict).
+        message: String,
+        /// How many times it ran.
+        attempts: u32,
+    },
+}
 
 /// The output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -439,6 +463,194 @@ impl<W: Write> Printer<W> {
                 let mut obj = Map::new();
                 obj.insert("voters".into(), json!(m.voters));
                 obj.insert("learners".into(), json!(m.learners));
+                self.json(obj)
+            }
+        }
+    }
+
+    /// Interactive `txn`: text prints each read (`get KEY: VALUE` or `get KEY: (not
+    /// found)`; `scan START END: N keys` then `KEY<TAB>VALUE` lines), then
+    /// `COMMITTED revision N` (`COMMITTED read-only snapshot S` when nothing was written) or
+    /// `ABORTED REASON after N attempts: MESSAGE`. JSON: `{outcome: "committed"|"aborted",
+    /// revision, snapshot_revision, attempts, reason, message, results: [{line, op: "get",
+    /// key, found, value, revision} | {line, op: "scan", start, end, items: [{key, value,
+    /// revision}]}]}` (revision 0: the transaction's own write).
+    pub fn txn(&mut self, reads: &[ReadResult], outcome: &TxnOutcome) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                for read in reads {
+                    match read {
+                        ReadResult::Get { key, entry, .. } => match entry {
+                            Some(e) => {
+                                writeln!(self.out, "get {}: {}", lossy(key), lossy(&e.value))?
+                            }
+                            None => writeln!(self.out, "get {}: (not found)", lossy(key))?,
+                        },
+                        ReadResult::Scan {
+                            start, end, items, ..
+                        } => {
+                            let bound = |b: &[u8]| {
+                                if b.is_empty() {
+                                    "\"\"".to_string()
+                                } else {
+                                    lossy(b).into_owned()
+                                }
+                            };
+                            writeln!(
+                                self.out,
+                                "scan {} {}: {} key{}",
+                                bound(start),
+                                bound(end),
+                                items.len(),
+                                if items.len() == 1 { "" } else { "s" }
+                            )?;
+                            for e in items {
+                                writeln!(self.out, "{}\t{}", lossy(&e.key), lossy(&e.value))?;
+                            }
+                        }
+                    }
+                }
+                match outcome {
+                    TxnOutcome::Committed {
+                        revision: Some(r), ..
+                    } => writeln!(self.out, "COMMITTED revision {r}"),
+                    TxnOutcome::Committed {
+                        revision: None,
+                        snapshot_revision,
+                        ..
+                    } => writeln!(
+                        self.out,
+                        "COMMITTED read-only snapshot {snapshot_revision}"
+                    ),
+                    TxnOutcome::Aborted {
+                        reason,
+                        message,
+                        attempts,
+                    } => writeln!(self.out, "ABORTED {reason} after {attempts} attempts: {message}"),
+                }
+            }
+            Format::Json => {
+                let mut obj = Map::new();
+                match outcome {
+                    TxnOutcome::Committed {
+                        revision,
+                        snapshot_revision,
+                        attempts,
+                    } => {
+                        obj.insert("outcome".into(), Value::from("committed"));
+                        obj.insert("revision".into(), json!(revision));
+                        obj.insert("snapshot_revision".into(), json!(snapshot_revision));
+                        obj.insert("attempts".into(), json!(attempts));
+                    }
+                    TxnOutcome::Aborted {
+                        reason,
+                        message,
+                        attempts,
+                    } => {
+                        obj.insert("outcome".into(), Value::from("aborted"));
+                        obj.insert("reason".into(), Value::from(reason.as_str()));
+                        obj.insert("message".into(), Value::from(message.as_str()));
+                        obj.insert("attempts".into(), json!(attempts));
+                    }
+                }
+                let results = reads
+                    .iter()
+                    .map(|read| {
+                        let mut r = Map::new();
+                        match read {
+                            ReadResult::Get { line, key, entry } => {
+                                r.insert("line".into(), json!(line));
+                                r.insert("op".into(), Value::from("get"));
+                                put_bytes(&mut r, "key", key);
+                                r.insert("found".into(), Value::from(entry.is_some()));
+                                match entry {
+                                    Some(e) => {
+                                        put_bytes(&mut r, "value", &e.value);
+                                        r.insert("revision".into(), json!(e.version.revision));
+                                    }
+                                    None => {
+                                        r.insert("value".into(), Value::Null);
+                                        r.insert("revision".into(), Value::Null);
+                                    }
+                                }
+                            }
+                            ReadResult::Scan {
+                                line,
+                                start,
+                                end,
+                                items,
+                            } => {
+                                r.insert("line".into(), json!(line));
+                                r.insert("op".into(), Value::from("scan"));
+                                put_bytes(&mut r, "start", start);
+                                put_bytes(&mut r, "end", end);
+                                r.insert(
+                                    "items".into(),
+                                    Value::Array(items.iter().map(entry_json).collect()),
+                                );
+                            }
+                        }
+                        Value::Object(r)
+                    })
+                    .collect();
+                obj.insert("results".into(), Value::Array(results));
+                self.json(obj)
+            }
+        }
+    }
+
+    /// One-shot `txn`: text prints `SUCCESS revision N` (`SUCCESS` alone when nothing was
+    /// written) or `FAILURE`, then `get KEY: VALUE` (or `(not found)`) per get that ran.
+    /// JSON: `{succeeded, revision, results: [{op: "put"|"del"|"get", key, found, value,
+    /// revision}], served_level, session_token}` (`found` of a del: whether the key existed;
+    /// `value` only for a get).
+    pub fn one_shot(&mut self, txn: &TxnOutput) -> io::Result<()> {
+        let revision = txn.version.as_ref().map(|v| v.revision);
+        match self.format {
+            Format::Text => {
+                match (txn.succeeded, revision) {
+                    (true, Some(r)) => writeln!(self.out, "SUCCESS revision {r}")?,
+                    (true, None) => writeln!(self.out, "SUCCESS")?,
+                    (false, Some(r)) => writeln!(self.out, "FAILURE revision {r}")?,
+                    (false, None) => writeln!(self.out, "FAILURE")?,
+                }
+                for r in txn.results.iter().filter(|r| r.kind == TxnOpKind::Get) {
+                    if r.found {
+                        writeln!(self.out, "get {}: {}", lossy(&r.key), lossy(&r.value))?;
+                    } else {
+                        writeln!(self.out, "get {}: (not found)", lossy(&r.key))?;
+                    }
+                }
+                Ok(())
+            }
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert("succeeded".into(), Value::from(txn.succeeded));
+                obj.insert("revision".into(), json!(revision));
+                let results = txn
+                    .results
+                    .iter()
+                    .map(|r| {
+                        let mut o = Map::new();
+                        o.insert("op".into(), Value::from(r.kind.name()));
+                        put_bytes(&mut o, "key", &r.key);
+                        o.insert("found".into(), Value::from(r.found));
+                        if r.kind == TxnOpKind::Get {
+                            if r.found {
+                                put_bytes(&mut o, "value", &r.value);
+                            } else {
+                                o.insert("value".into(), Value::Null);
+                            }
+                        }
+                        o.insert(
+                            "revision".into(),
+                            json!(r.version.as_ref().map(|v| v.revision)),
+                        );
+                        Value::Object(o)
+                    })
+                    .collect();
+                obj.insert("results".into(), Value::Array(results));
+                put_meta(&mut obj, Some(&txn.meta), None);
                 self.json(obj)
             }
         }
