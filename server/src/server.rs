@@ -191,7 +191,7 @@ pub async fn run(
             .add_service(cluster)
             .add_service(raft)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
+                incoming(listener),
                 wait_stop(stop_rx.clone()),
             ),
     );
@@ -230,6 +230,21 @@ pub async fn run(
         Some(reason) => Err(anyhow::anyhow!("replication stopped: {reason}")),
         None => Ok(()),
     }
+}
+
+/// The accepted connections of `listener`, with Nagle's algorithm off: a reply is a few small
+/// HTTP/2 frames, and holding them back for the peer's delayed ACK adds about 40 ms.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        if let Err(e) = conn.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        Ok(conn)
+    })
 }
 
 async fn wait_stop(mut stop: watch::Receiver<bool>) {
