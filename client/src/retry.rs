@@ -428,17 +428,26 @@ mod tests {
 
     #[test]
     fn a_commit_is_resent_with_its_id_and_aborted_is_definite() {
-        assert_eq!(decide(Commit, &transport(Code::Unknown)), Retry { next: Other });
+        assert_eq!(
+            decide(Commit, &transport(Code::Unknown)),
+            Retry { next: Other }
+        );
         assert_eq!(
             decide(Commit, &server(Code::Aborted, reason::TRANSACTION_CONFLICT)),
             Stop
         );
         assert_eq!(
-            decide(Commit, &server(Code::DeadlineExceeded, reason::COMMIT_TIMEOUT)),
+            decide(
+                Commit,
+                &server(Code::DeadlineExceeded, reason::COMMIT_TIMEOUT)
+            ),
             Stop
         );
         assert_eq!(
-            decide(Commit, &server(Code::DeadlineExceeded, reason::FORWARD_INTERRUPTED)),
+            decide(
+                Commit,
+                &server(Code::DeadlineExceeded, reason::FORWARD_INTERRUPTED)
+            ),
             Stop
         );
         // After an attempt that may have applied, ABORTED (the first outcome, or
@@ -450,12 +459,10 @@ mod tests {
         ));
         // ...unlike for other writes, and other failures after it stay unknown.
         assert!(final_error(IdempotentWrite, unknown, true).is_indeterminate());
-        assert!(final_error(
-            Commit,
-            server(Code::Unavailable, reason::NOT_LEADER),
-            true
-        )
-        .is_indeterminate());
+        assert!(
+            final_error(Commit, server(Code::Unavailable, reason::NOT_LEADER), true)
+                .is_indeterminate()
+        );
         assert!(final_error(
             Commit,
             server(Code::DeadlineExceeded, reason::FORWARD_INTERRUPTED),

@@ -33,10 +33,7 @@ pub enum Route {
 pub fn route(kind: CallKind, level: Option<Level>) -> Route {
     match (kind, level) {
         (
-            CallKind::IdempotentWrite
-            | CallKind::Write
-            | CallKind::Transaction
-            | CallKind::Commit,
+            CallKind::IdempotentWrite | CallKind::Write | CallKind::Transaction | CallKind::Commit,
             _,
         ) => Route::Primary,
         (CallKind::Read, None | Some(Level::Linearizable)) => Route::Primary,

@@ -1106,3 +1106,761 @@ impl TxnBuilder<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::reason;
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    fn entry(key: &str, value: &str, revision: u64) -> Entry {
+        Entry {
+            key: b(key),
+            value: b(value),
+            version: Version {
+                revision,
+                context: Bytes::new(),
+            },
+        }
+    }
+
+    /// A status as the server sends it.
+    fn server_status(code: Code, why: &str) -> tonic::Status {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(why, crate::error::ERROR_DOMAIN, HashMap::new());
+        tonic::Status::with_error_details(code, format!("{why} (fake)"), details)
+    }
+
+    fn status_of(code: Code, why: &str) -> ErrorStatus {
+        ErrorStatus::from_tonic(&server_status(code, why))
+    }
+
+    // ---- the pure parts -----------------------------------------------------------------
+
+    #[test]
+    fn reads_are_recorded_once_with_the_revision_seen() {
+        let mut set = ReadWriteSet::new();
+        set.record_read(b("a"), 5);
+        set.record_read(b("missing"), 0);
+        set.record_read(b("a"), 9); // a snapshot answers alike; the first read counts
+        set.record_range(b("a"), b("m"));
+        set.record_range(b("a"), b("m"));
+        set.record_range(b("x"), Bytes::new());
+        set.put(b("b"), b("1"));
+        set.delete(b("c"));
+        set.put(b("b"), b("2")); // the last write of a key wins
+        let req = set.commit_request(
+            "ns",
+            77,
+            proto::RequestId {
+                client_id: 1,
+                seq: 2,
+            },
+        );
+        assert_eq!((req.namespace.as_str(), req.transaction), ("ns", 77));
+        let reads: Vec<(Bytes, u64)> = req
+            .reads
+            .iter()
+            .map(|r| (r.key.clone(), r.revision))
+            .collect();
+        assert_eq!(reads, [(b("a"), 5), (b("missing"), 0)]);
+        let ranges: Vec<(Bytes, Bytes)> = req
+            .ranges
+            .iter()
+            .map(|r| (r.start_key.clone(), r.end_key.clone()))
+            .collect();
+        assert_eq!(ranges, [(b("a"), b("m")), (b("x"), Bytes::new())]);
+        let writes: Vec<(Bytes, Bytes, bool)> = req
+            .writes
+            .iter()
+            .map(|w| (w.key.clone(), w.value.clone(), w.delete))
+            .collect();
+        assert_eq!(
+            writes,
+            [(b("b"), b("2"), false), (b("c"), Bytes::new(), true)]
+        );
+        assert_eq!(req.request_id.map(|r| r.seq), Some(2));
+        assert!(!set.is_read_only());
+        assert!(ReadWriteSet::new().is_read_only());
+    }
+
+    #[test]
+    fn own_writes_are_read_back_and_laid_over_scans() {
+        let mut set = ReadWriteSet::new();
+        assert_eq!(set.buffered(b"k"), None);
+        set.put(b("k"), b("v"));
+        set.delete(b("gone"));
+        assert_eq!(set.buffered(b"k"), Some(Some(&b("v"))));
+        assert_eq!(set.buffered(b"gone"), Some(None));
+        set.put(b("b2"), b("new"));
+        set.put(b("a"), b("changed"));
+        set.put(b("zz"), b("out of range"));
+        let snapshot = vec![
+            entry("a", "old", 3),
+            entry("b", "1", 4),
+            entry("gone", "x", 5),
+        ];
+        let seen = set.overlay(b"a", b"y", snapshot.clone());
+        let shown: Vec<(&[u8], &[u8], u64)> = seen
+            .iter()
+            .map(|e| (&e.key[..], &e.value[..], e.version.revision))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (&b"a"[..], &b"changed"[..], 0),
+                (b"b", b"1", 4),
+                (b"b2", b"new", 0),
+                (b"k", b"v", 0),
+            ]
+        );
+        // An unbounded end takes every buffered put from the start on.
+        assert_eq!(set.overlay(b"k", b"", Vec::new()).len(), 2);
+    }
+
+    #[test]
+    fn commit_decisions() {
+        use CommitStep::*;
+        let conflict = || Error::Aborted(status_of(Code::Aborted, reason::TRANSACTION_CONFLICT));
+        let late =
+            || Error::Indeterminate(status_of(Code::DeadlineExceeded, reason::COMMIT_TIMEOUT));
+        let cut = || {
+            Error::Indeterminate(status_of(
+                Code::DeadlineExceeded,
+                reason::FORWARD_INTERRUPTED,
+            ))
+        };
+        let unavailable = || Error::Unavailable(status_of(Code::Unavailable, reason::NOT_LEADER));
+        let too_large = || {
+            Error::InvalidArgument(status_of(
+                Code::InvalidArgument,
+                reason::TRANSACTION_TOO_LARGE,
+            ))
+        };
+        // ABORTED is definite, before or after an unknown send: run the closure again.
+        for unknown_before in [false, true] {
+            assert!(matches!(
+                after_failed_commit(conflict(), unknown_before, true, false),
+                Rerun(_)
+            ));
+            let unknown = Error::Aborted(status_of(Code::Aborted, reason::TRANSACTION_UNKNOWN));
+            assert!(matches!(
+                after_failed_commit(unknown, unknown_before, false, false),
+                Rerun(_)
+            ));
+        }
+        // An unknown outcome is resent while resends are left, then indeterminate.
+        assert!(matches!(
+            after_failed_commit(late(), false, true, false),
+            Resend(_)
+        ));
+        assert!(matches!(
+            after_failed_commit(cut(), false, true, false),
+            Resend(_)
+        ));
+        assert!(matches!(
+            after_failed_commit(late(), true, false, false),
+            Indeterminate(_)
+        ));
+        // After an unknown send, a definite failure of the resend settles nothing.
+        assert!(matches!(
+            after_failed_commit(unavailable(), true, true, false),
+            Resend(_)
+        ));
+        assert!(matches!(
+            after_failed_commit(unavailable(), true, false, false),
+            Indeterminate(_)
+        ));
+        assert!(matches!(
+            after_failed_commit(too_large(), true, true, false),
+            Indeterminate(_)
+        ));
+        // Without one, it is returned.
+        assert!(matches!(
+            after_failed_commit(unavailable(), false, true, false),
+            Fail(Error::Unavailable(_))
+        ));
+        assert!(matches!(
+            after_failed_commit(too_large(), false, true, false),
+            Fail(Error::InvalidArgument(_))
+        ));
+        // A read-only transaction has nothing to leave unknown.
+        assert!(matches!(
+            after_failed_commit(late(), false, true, true),
+            ReadOnlyDone
+        ));
+        assert!(matches!(
+            after_failed_commit(unavailable(), true, false, true),
+            ReadOnlyDone
+        ));
+        assert!(matches!(
+            after_failed_commit(conflict(), false, true, true),
+            Rerun(_)
+        ));
+    }
+
+    #[test]
+    fn an_aborted_transaction_error_names_the_reason() {
+        let err = Error::TransactionAborted {
+            status: ErrorStatus::local(Code::Aborted, "key bob changed"),
+            attempts: 11,
+        };
+        assert_eq!(
+            err.to_string(),
+            "ABORTED after 11 attempts: ABORTED key bob changed"
+        );
+        let s =
+            ErrorStatus::from_tonic(&server_status(Code::Aborted, reason::TRANSACTION_CONFLICT));
+        let err = Error::TransactionAborted {
+            status: s,
+            attempts: 3,
+        };
+        assert_eq!(err.reason(), Some(reason::TRANSACTION_CONFLICT));
+        assert!(err
+            .to_string()
+            .starts_with("ABORTED after 3 attempts: TRANSACTION_CONFLICT "));
+        assert!(err.is_retryable() && !err.is_indeterminate());
+    }
+
+    // ---- against a fake KV server -------------------------------------------------------
+
+    /// How the fake answers one call (calls with no answer queued succeed).
+    #[derive(Clone, Debug)]
+    enum Answer {
+        Status(Code, &'static str),
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        data: BTreeMap<Bytes, (Bytes, u64)>,
+        /// Answers of the next commits, in order; `Ok` once empty.
+        commits: VecDeque<Answer>,
+        /// Answers of the next transactional gets, in order; `Ok` once empty.
+        gets: VecDeque<Answer>,
+        /// Every commit received.
+        received: Vec<proto::CommitRequest>,
+        begins: u64,
+        aborts: Vec<u64>,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeKv {
+        state: Arc<Mutex<FakeState>>,
+    }
+
+    impl FakeKv {
+        fn state(&self) -> MutexGuard<'_, FakeState> {
+            self.state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+
+    fn header() -> Option<proto::ResponseHeader> {
+        Some(proto::ResponseHeader {
+            served_level: proto::ConsistencyLevel::Linearizable as i32,
+            ..Default::default()
+        })
+    }
+
+    fn answer(a: Option<Answer>) -> Result<(), tonic::Status> {
+        match a {
+            None => Ok(()),
+            Some(Answer::Status(code, why)) => Err(server_status(code, why)),
+        }
+    }
+
+    type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
+
+    #[tonic::async_trait]
+    impl proto::kv_server::Kv for FakeKv {
+        async fn get(&self, req: tonic::Request<proto::GetRequest>) -> Reply<proto::GetResponse> {
+            let req = req.into_inner();
+            let mut s = self.state();
+            if req.transaction != 0 {
+                let next = s.gets.pop_front();
+                answer(next)?;
+            }
+            let found = s.data.get(&req.key).cloned();
+            Ok(tonic::Response::new(proto::GetResponse {
+                header: header(),
+                found: found.is_some(),
+                version: found.as_ref().map(|(_, r)| proto::Version {
+                    revision: *r,
+                    context: Bytes::new(),
+                }),
+                value: found.map(|(v, _)| v).unwrap_or_default(),
+            }))
+        }
+
+        async fn put(&self, _: tonic::Request<proto::PutRequest>) -> Reply<proto::PutResponse> {
+            Err(tonic::Status::unimplemented("fake"))
+        }
+
+        async fn delete(
+            &self,
+            _: tonic::Request<proto::DeleteRequest>,
+        ) -> Reply<proto::DeleteResponse> {
+            Err(tonic::Status::unimplemented("fake"))
+        }
+
+        async fn scan(
+            &self,
+            req: tonic::Request<proto::ScanRequest>,
+        ) -> Reply<proto::ScanResponse> {
+            let req = req.into_inner();
+            let s = self.state();
+            let items = s
+                .data
+                .iter()
+                .filter(|(k, _)| {
+                    **k >= req.start_key && (req.end_key.is_empty() || **k < req.end_key)
+                })
+                .map(|(k, (v, r))| proto::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                    version: Some(proto::Version {
+                        revision: *r,
+                        context: Bytes::new(),
+                    }),
+                })
+                .collect();
+            Ok(tonic::Response::new(proto::ScanResponse {
+                header: header(),
+                items,
+                continuation: Bytes::new(),
+            }))
+        }
+
+        async fn compare_and_set(
+            &self,
+            _: tonic::Request<proto::CompareAndSetRequest>,
+        ) -> Reply<proto::CompareAndSetResponse> {
+            Err(tonic::Status::unimplemented("fake"))
+        }
+
+        async fn txn(&self, req: tonic::Request<proto::TxnRequest>) -> Reply<proto::TxnResponse> {
+            // Succeeds when there is no compare; answers each op with found = true.
+            let req = req.into_inner();
+            let succeeded = req.compares.is_empty();
+            let ran = if succeeded { req.success } else { req.failure };
+            Ok(tonic::Response::new(proto::TxnResponse {
+                header: header(),
+                succeeded,
+                results: ran
+                    .into_iter()
+                    .map(|op| proto::TxnOpResult {
+                        key: match op.op {
+                            Some(proto::txn_op::Op::Put(p)) => p.key,
+                            Some(proto::txn_op::Op::Delete(d)) => d.key,
+                            Some(proto::txn_op::Op::Get(g)) => g.key,
+                            None => Bytes::new(),
+                        },
+                        found: true,
+                        value: Bytes::from_static(b"v"),
+                        version: Some(proto::Version {
+                            revision: 9,
+                            context: Bytes::new(),
+                        }),
+                    })
+                    .collect(),
+                version: Some(proto::Version {
+                    revision: 9,
+                    context: Bytes::new(),
+                }),
+            }))
+        }
+
+        async fn begin(
+            &self,
+            _: tonic::Request<proto::BeginRequest>,
+        ) -> Reply<proto::BeginResponse> {
+            let mut s = self.state();
+            s.begins += 1;
+            Ok(tonic::Response::new(proto::BeginResponse {
+                header: header(),
+                transaction: 100 + s.begins,
+                snapshot_revision: 10,
+                max_age_ms: 60_000,
+            }))
+        }
+
+        async fn commit(
+            &self,
+            req: tonic::Request<proto::CommitRequest>,
+        ) -> Reply<proto::CommitResponse> {
+            let mut s = self.state();
+            s.received.push(req.into_inner());
+            let next = s.commits.pop_front();
+            answer(next)?;
+            Ok(tonic::Response::new(proto::CommitResponse {
+                header: header(),
+                version: Some(proto::Version {
+                    revision: 11,
+                    context: Bytes::new(),
+                }),
+            }))
+        }
+
+        async fn abort(
+            &self,
+            req: tonic::Request<proto::AbortRequest>,
+        ) -> Reply<proto::AbortResponse> {
+            self.state().aborts.push(req.into_inner().transaction);
+            Ok(tonic::Response::new(proto::AbortResponse {}))
+        }
+    }
+
+    /// Starts a fake KV server holding `a` = 1 (revision 5) and `b` = 2 (revision 6); returns
+    /// it and a client of it.
+    async fn start(commits: &[Answer]) -> (FakeKv, Client) {
+        let fake = FakeKv::default();
+        {
+            let mut s = fake.state();
+            s.data.insert(b("a"), (b("1"), 5));
+            s.data.insert(b("b"), (b("2"), 6));
+            s.commits = commits.iter().cloned().collect();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("bound").to_string();
+        let incoming = futures::stream::unfold(listener, |l| async move {
+            let conn = l.accept().await.map(|(stream, _)| stream);
+            Some((conn, l))
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(proto::kv_server::KvServer::new(fake.clone()))
+                .serve_with_incoming(incoming),
+        );
+        let client = Client::builder()
+            .endpoints([address])
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("valid");
+        (fake, client)
+    }
+
+    /// Reads `a`, writes `b` = a + 1, counting the runs.
+    async fn increment(txn: Transaction, runs: Arc<AtomicU32>) -> Result<u32, Error> {
+        runs.fetch_add(1, Ordering::SeqCst);
+        let a = txn.get("a").await?.unwrap_or_default();
+        let a: u32 = std::str::from_utf8(&a)
+            .ok()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
+        txn.put("b", (a + 1).to_string());
+        Ok(a + 1)
+    }
+
+    fn seqs(fake: &FakeKv) -> Vec<u64> {
+        fake.state()
+            .received
+            .iter()
+            .map(|c| c.request_id.map_or(0, |r| r.seq))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_aborted_commit_runs_the_closure_again() {
+        let (fake, client) =
+            start(&[Answer::Status(Code::Aborted, reason::TRANSACTION_CONFLICT)]).await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let done = client
+            .transaction_with(&TransactionOptions::new(), |txn| {
+                increment(txn, runs.clone())
+            })
+            .await
+            .expect("committed on the second attempt");
+        assert_eq!(done.value, 2);
+        assert_eq!(
+            (done.revision, done.snapshot_revision, done.attempts),
+            (Some(11), 10, 2)
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let s = fake.state();
+        assert_eq!(s.begins, 2);
+        assert_eq!(s.received.len(), 2);
+        // Each attempt is its own transaction with its own request id, and sends what it read
+        // (a at revision 5) and wrote.
+        assert_eq!(
+            s.received.iter().map(|c| c.transaction).collect::<Vec<_>>(),
+            [101, 102]
+        );
+        drop(s);
+        let ids = seqs(&fake);
+        assert_ne!(ids[0], ids[1]);
+        let s = fake.state();
+        let last = &s.received[1];
+        assert_eq!(
+            last.reads
+                .iter()
+                .map(|r| (r.key.clone(), r.revision))
+                .collect::<Vec<_>>(),
+            [(b("a"), 5)]
+        );
+        assert_eq!(
+            last.writes
+                .iter()
+                .map(|w| (w.key.clone(), w.value.clone(), w.delete))
+                .collect::<Vec<_>>(),
+            [(b("b"), b("2"), false)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_commit_is_resent_with_the_same_id_not_rerun() {
+        let (fake, client) = start(&[Answer::Status(
+            Code::DeadlineExceeded,
+            reason::COMMIT_TIMEOUT,
+        )])
+        .await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let done = client
+            .transaction_with(&TransactionOptions::new(), |txn| {
+                increment(txn, runs.clone())
+            })
+            .await
+            .expect("the resend committed");
+        assert_eq!((done.attempts, runs.load(Ordering::SeqCst)), (1, 1));
+        let ids = seqs(&fake);
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0], ids[1], "a resend repeats the request id");
+        assert_eq!(fake.state().begins, 1);
+    }
+
+    #[tokio::test]
+    async fn transaction_unknown_after_an_unknown_commit_reruns() {
+        let (fake, client) = start(&[
+            Answer::Status(Code::DeadlineExceeded, reason::FORWARD_INTERRUPTED),
+            Answer::Status(Code::Aborted, reason::TRANSACTION_UNKNOWN),
+        ])
+        .await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let done = client
+            .transaction_with(&TransactionOptions::new(), |txn| {
+                increment(txn, runs.clone())
+            })
+            .await
+            .expect("committed on the second attempt");
+        assert_eq!((done.attempts, runs.load(Ordering::SeqCst)), (2, 2));
+        let ids = seqs(&fake);
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_stays_unknown_is_indeterminate() {
+        let late = Answer::Status(Code::DeadlineExceeded, reason::COMMIT_TIMEOUT);
+        let (fake, client) = start(&[late.clone(), late.clone(), late.clone(), late]).await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let err = client
+            .transaction_with(&TransactionOptions::new().commit_resends(2), |txn| {
+                increment(txn, runs.clone())
+            })
+            .await
+            .expect_err("unknown");
+        assert!(err.is_indeterminate(), "{err:?}");
+        assert_eq!(err.reason(), Some(reason::COMMIT_TIMEOUT));
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "never re-run");
+        let ids = seqs(&fake);
+        assert_eq!(ids.len(), 3, "the first send and two resends");
+        assert!(ids.iter().all(|id| *id == ids[0]));
+        assert!(fake.state().aborts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_retry_limit_ends_with_the_last_reason() {
+        let conflict = Answer::Status(Code::Aborted, reason::TRANSACTION_CONFLICT);
+        let (fake, client) = start(&vec![conflict; 10]).await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let err = client
+            .transaction_with(&TransactionOptions::new().max_retries(2), |txn| {
+                increment(txn, runs.clone())
+            })
+            .await
+            .expect_err("aborted every time");
+        match &err {
+            Error::TransactionAborted { status, attempts } => {
+                assert_eq!(*attempts, 3);
+                assert_eq!(status.reason(), Some(reason::TRANSACTION_CONFLICT));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(fake.state().received.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_aborted_read_reruns_even_if_the_closure_swallows_it() {
+        let (fake, client) = start(&[]).await;
+        fake.state()
+            .gets
+            .push_back(Answer::Status(Code::Aborted, reason::SNAPSHOT_TOO_OLD));
+        let runs = Arc::new(AtomicU32::new(0));
+        let done = client
+            .transaction(|txn| {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let a = txn.get("a").await.ok().flatten();
+                    txn.put("seen", a.unwrap_or_default());
+                    Ok::<_, Error>(())
+                }
+            })
+            .await;
+        assert!(done.is_ok(), "{done:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let s = fake.state();
+        assert_eq!(s.received.len(), 1, "the aborted attempt never commits");
+        assert_eq!(s.received[0].writes[0].value, b("1"));
+    }
+
+    #[derive(Debug)]
+    enum AppError {
+        Client(Error),
+        Overdrawn,
+    }
+
+    impl From<Error> for AppError {
+        fn from(e: Error) -> Self {
+            AppError::Client(e)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closure_error_aborts_and_is_returned() {
+        let (fake, client) = start(&[]).await;
+        let result: Result<(), AppError> = client
+            .transaction(|txn| async move {
+                txn.put("x", "1");
+                txn.get("a").await?;
+                Err(AppError::Overdrawn)
+            })
+            .await;
+        assert!(matches!(result, Err(AppError::Overdrawn)), "{result:?}");
+        {
+            let s = fake.state();
+            assert_eq!(s.aborts, [101]);
+            assert!(s.received.is_empty());
+        }
+        // A client error inside converts into the caller's type.
+        let down = Client::builder()
+            .endpoints(["127.0.0.1:1"])
+            .retry_attempts(1)
+            .build()
+            .expect("valid");
+        let err = down
+            .transaction(|_txn| async { Ok::<_, AppError>(()) })
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            matches!(err, AppError::Client(Error::Unavailable(_))),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_see_own_writes_and_are_recorded() {
+        let (fake, client) = start(&[]).await;
+        let done = client
+            .transaction_with(&TransactionOptions::new(), |txn| async move {
+                let before = txn.scan(&ScanRange::all()).await?;
+                txn.delete("a");
+                txn.put("c", "3");
+                let a = txn.get("a").await?;
+                let c = txn.get_entry("c").await?;
+                let b_value = txn.get("b").await?;
+                let after = txn.scan(&ScanRange::new("a", "z")).await?;
+                let keys = |v: &[Entry]| v.iter().map(|e| e.key.clone()).collect::<Vec<_>>();
+                let set = txn.read_write_set();
+                Ok::<_, Error>((keys(&before), a, c, b_value, keys(&after), set))
+            })
+            .await
+            .expect("committed");
+        let (before, a, c, b_value, after, set) = done.value;
+        assert_eq!(before, [b("a"), b("b")]);
+        assert_eq!(a, None, "deleted by the transaction");
+        let c = c.expect("written by the transaction");
+        assert_eq!((c.value, c.version.revision), (b("3"), 0));
+        assert_eq!(b_value, Some(b("2")));
+        assert_eq!(after, [b("b"), b("c")]);
+        // Only b was read from the snapshot (a and c were the transaction's own).
+        assert_eq!(
+            set.reads().map(|(k, r)| (k.clone(), r)).collect::<Vec<_>>(),
+            [(b("b"), 6)]
+        );
+        assert_eq!(
+            set.ranges(),
+            [(Bytes::new(), Bytes::new()), (b("a"), b("z"))]
+        );
+        let s = fake.state();
+        let sent = &s.received[0];
+        assert_eq!(sent.ranges.len(), 2);
+        assert_eq!(sent.writes.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_handle_kept_past_its_closure_does_nothing() {
+        let (_fake, client) = start(&[]).await;
+        let kept = Arc::new(Mutex::new(None));
+        client
+            .transaction(|txn| {
+                let kept = kept.clone();
+                async move {
+                    *kept
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(txn);
+                    Ok::<_, Error>(())
+                }
+            })
+            .await
+            .expect("committed");
+        let txn = kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .expect("kept");
+        txn.put("late", "1");
+        assert!(txn.read_write_set().is_read_only());
+        assert!(matches!(
+            txn.get("a").await,
+            Err(Error::FailedPrecondition(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn one_shot_results_carry_their_op() {
+        let (_fake, client) = start(&[]).await;
+        let out = client
+            .txn()
+            .then([TxnOp::put("k", "v"), TxnOp::delete("d"), TxnOp::get("g")])
+            .otherwise([TxnOp::get("never")])
+            .commit()
+            .await
+            .expect("ran");
+        assert!(out.succeeded);
+        let kinds: Vec<TxnOpKind> = out.results.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [TxnOpKind::Put, TxnOpKind::Delete, TxnOpKind::Get]);
+        assert_eq!(out.results[2].key, b("g"));
+        let out = client
+            .txn()
+            .when([Compare::absent("k")])
+            .then([TxnOp::put("k", "v")])
+            .otherwise([TxnOp::get("k")])
+            .commit()
+            .await
+            .expect("ran");
+        assert!(!out.succeeded);
+        assert_eq!(out.results.len(), 1);
+        assert_eq!(out.results[0].kind, TxnOpKind::Get);
+    }
+}

@@ -716,8 +716,11 @@ fn read_script(file: Option<&std::path::Path>) -> Result<Vec<ScriptLine>, RunErr
             ("stdin".to_string(), buf)
         }
     };
-    let text = String::from_utf8(bytes)
-        .map_err(|_| RunError::Usage(format!("{name}: the script is not UTF-8 text (write bytes as \\xHH in quotes)")))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        RunError::Usage(format!(
+            "{name}: the script is not UTF-8 text (write bytes as \\xHH in quotes)"
+        ))
+    })?;
     script::parse_script(&text).map_err(|e| RunError::Usage(e.to_string()))
 }
 
@@ -1100,6 +1103,107 @@ mod tests {
         assert_eq!(cli.session_token.as_deref(), Some(text.as_str()));
         let err = parse(&["get", "k", "--session-token", "not a token!"]).expect_err("usage");
         assert_eq!(err.exit_code(), EXIT_USAGE);
+    }
+
+    #[test]
+    fn txn_is_a_script_or_a_one_shot() {
+        let cli = parse(&["txn"]).expect("valid");
+        let Command::Txn(args) = &cli.command else {
+            panic!("txn")
+        };
+        assert!(!args.is_one_shot());
+        assert_eq!((args.file.as_ref(), args.retries), (None, 10));
+        let cli = parse(&["txn", "-f", "s.txt", "--retries", "3"]).expect("valid");
+        let Command::Txn(args) = &cli.command else {
+            panic!("txn")
+        };
+        assert_eq!(args.file.as_deref(), Some(std::path::Path::new("s.txt")));
+        assert_eq!(args.retries, 3);
+        let cli = parse(&[
+            "txn",
+            "--if",
+            "value leader = n1",
+            "--if",
+            "exists lease",
+            "--then",
+            "put leader n2",
+            "--then",
+            "del lease",
+            "--else",
+            "get leader",
+        ])
+        .expect("valid");
+        let Command::Txn(args) = &cli.command else {
+            panic!("txn")
+        };
+        assert!(args.is_one_shot());
+        assert_eq!(
+            args.when,
+            [Compare::value("leader", "n1"), Compare::exists("lease")]
+        );
+        assert_eq!(
+            args.then,
+            [TxnOp::put("leader", "n2"), TxnOp::delete("lease")]
+        );
+        assert_eq!(args.otherwise, [TxnOp::get("leader")]);
+        // --then alone is an unconditional atomic batch.
+        let cli = parse(&["txn", "--then", "put k v"]).expect("valid");
+        assert!(matches!(&cli.command, Command::Txn(a) if a.is_one_shot()));
+        for bad in [
+            &["txn", "--if", "older k 1"][..],
+            &["txn", "--then", "scan a z"][..],
+            &["txn", "--file", "s.txt", "--if", "exists k"][..],
+            &["txn", "--retries", "2", "--then", "put k v"][..],
+            &["txn", "--session-token", "AQdkZWZhdWx0AQcH"][..],
+            &["txn", "--consistency", "eventual"][..],
+        ] {
+            assert_eq!(
+                parse(bad).expect_err("usage").exit_code(),
+                EXIT_USAGE,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_script_is_a_usage_error_before_anything_is_sent() {
+        let dir = std::env::temp_dir().join(format!("dialctl-txn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("bad.txt");
+        std::fs::write(&path, "get a\nput b\n").expect("written");
+        let file = path.to_string_lossy().to_string();
+        // Nothing listens on port 1: a script error must be found first.
+        let cli = parse(&["--endpoints", "127.0.0.1:1", "txn", "--file", &file]).expect("valid");
+        let mut out = Printer::new(Format::Text, Vec::new());
+        let err = run(&cli, &mut out).await.expect_err("bad script");
+        match err {
+            RunError::Usage(msg) => assert!(
+                msg.starts_with("script line 2: put takes KEY and VALUE"),
+                "{msg}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let missing = dir.join("missing.txt").to_string_lossy().to_string();
+        let cli = parse(&["--endpoints", "127.0.0.1:1", "txn", "-f", &missing]).expect("valid");
+        assert!(matches!(run(&cli, &mut out).await, Err(RunError::Usage(_))));
+        // A good script against no server is a server error (exit 3).
+        std::fs::write(&path, "get a\n").expect("written");
+        let cli = parse(&[
+            "--endpoints",
+            "127.0.0.1:1",
+            "--timeout",
+            "1",
+            "txn",
+            "-f",
+            &file,
+        ])
+        .expect("valid");
+        assert!(matches!(
+            run(&cli, &mut out).await,
+            Err(RunError::Client(Error::Unavailable(_)))
+        ));
+        assert!(out.into_inner().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -518,15 +518,15 @@ impl<W: Write> Printer<W> {
                         revision: None,
                         snapshot_revision,
                         ..
-                    } => writeln!(
-                        self.out,
-                        "COMMITTED read-only snapshot {snapshot_revision}"
-                    ),
+                    } => writeln!(self.out, "COMMITTED read-only snapshot {snapshot_revision}"),
                     TxnOutcome::Aborted {
                         reason,
                         message,
                         attempts,
-                    } => writeln!(self.out, "ABORTED {reason} after {attempts} attempts: {message}"),
+                    } => writeln!(
+                        self.out,
+                        "ABORTED {reason} after {attempts} attempts: {message}"
+                    ),
                 }
             }
             Format::Json => {
@@ -845,6 +845,144 @@ ID  ADDRESS         ROLE         VOTER  TERM  APPLIED  LAG_VERSIONS  LAG_MS  REA
         });
         let v: Value = serde_json::from_slice(&none).expect("json");
         assert_eq!(v["leader_id"], Value::Null);
+    }
+
+    fn reads() -> Vec<ReadResult> {
+        vec![
+            ReadResult::Get {
+                line: 2,
+                key: Bytes::from_static(b"alice"),
+                entry: got(b"10").entry,
+            },
+            ReadResult::Get {
+                line: 3,
+                key: Bytes::from_static(b"carol"),
+                entry: None,
+            },
+            ReadResult::Scan {
+                line: 5,
+                start: Bytes::from_static(b"a"),
+                end: Bytes::new(),
+                items: vec![got(b"10").entry.expect("entry")],
+            },
+        ]
+    }
+
+    #[test]
+    fn txn_text_prints_reads_then_the_outcome() {
+        let committed = TxnOutcome::Committed {
+            revision: Some(17),
+            snapshot_revision: 16,
+            attempts: 2,
+        };
+        let out = printed(Format::Text, |p| p.txn(&reads(), &committed));
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "get alice: 10\nget carol: (not found)\nscan a \"\": 1 key\nk\t10\nCOMMITTED revision 17\n"
+        );
+        let read_only = TxnOutcome::Committed {
+            revision: None,
+            snapshot_revision: 16,
+            attempts: 1,
+        };
+        let out = printed(Format::Text, |p| p.txn(&[], &read_only));
+        assert_eq!(out, b"COMMITTED read-only snapshot 16\n");
+        let aborted = TxnOutcome::Aborted {
+            reason: "TRANSACTION_CONFLICT".into(),
+            message: "key bob changed".into(),
+            attempts: 11,
+        };
+        let out = printed(Format::Text, |p| p.txn(&[], &aborted));
+        assert_eq!(
+            out,
+            b"ABORTED TRANSACTION_CONFLICT after 11 attempts: key bob changed\n"
+        );
+    }
+
+    #[test]
+    fn txn_json_is_one_object() {
+        let committed = TxnOutcome::Committed {
+            revision: None,
+            snapshot_revision: 16,
+            attempts: 1,
+        };
+        let out = printed(Format::Json, |p| p.txn(&reads(), &committed));
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["outcome"], "committed");
+        assert_eq!(v["revision"], Value::Null);
+        assert_eq!(v["snapshot_revision"], 16);
+        let results = v["results"].as_array().expect("results");
+        assert_eq!(results[0]["line"], 2);
+        assert_eq!(results[0]["value"], "10");
+        assert_eq!(results[0]["revision"], 4);
+        assert_eq!(results[1]["found"], false);
+        assert_eq!(results[2]["op"], "scan");
+        assert_eq!(results[2]["end"], "");
+        assert_eq!(results[2]["items"][0]["key"], "k");
+        let aborted = TxnOutcome::Aborted {
+            reason: "SNAPSHOT_TOO_OLD".into(),
+            message: "m".into(),
+            attempts: 3,
+        };
+        let v: Value =
+            serde_json::from_slice(&printed(Format::Json, |p| p.txn(&[], &aborted))).expect("json");
+        assert_eq!(
+            (
+                v["outcome"].clone(),
+                v["reason"].clone(),
+                v["attempts"].clone()
+            ),
+            (json!("aborted"), json!("SNAPSHOT_TOO_OLD"), json!(3))
+        );
+    }
+
+    #[test]
+    fn one_shot_output() {
+        use crate::TxnOpResult;
+        let result =
+            |kind, key: &'static [u8], found, value: &'static [u8], rev: Option<u64>| TxnOpResult {
+                kind,
+                key: Bytes::from_static(key),
+                found,
+                value: Bytes::from_static(value),
+                version: rev.map(|revision| Version {
+                    revision,
+                    context: Bytes::new(),
+                }),
+            };
+        let txn = TxnOutput {
+            succeeded: true,
+            results: vec![
+                result(TxnOpKind::Put, b"k", true, b"", Some(18)),
+                result(TxnOpKind::Get, b"g", true, b"v", Some(3)),
+                result(TxnOpKind::Get, b"h", false, b"", None),
+            ],
+            version: Some(Version {
+                revision: 18,
+                context: Bytes::new(),
+            }),
+            meta: meta(),
+        };
+        assert_eq!(
+            printed(Format::Text, |p| p.one_shot(&txn)),
+            b"SUCCESS revision 18\nget g: v\nget h: (not found)\n"
+        );
+        let v: Value =
+            serde_json::from_slice(&printed(Format::Json, |p| p.one_shot(&txn))).expect("json");
+        assert_eq!(v["succeeded"], true);
+        assert_eq!(v["revision"], 18);
+        assert_eq!(v["results"][0]["op"], "put");
+        assert_eq!(v["results"][0].get("value"), None);
+        assert_eq!(v["results"][1]["value"], "v");
+        assert_eq!(v["results"][2]["value"], Value::Null);
+        let failed = TxnOutput {
+            succeeded: false,
+            results: vec![],
+            version: None,
+            meta: meta(),
+        };
+        assert_eq!(printed(Format::Text, |p| p.one_shot(&failed)), b"FAILURE\n");
     }
 
     #[test]

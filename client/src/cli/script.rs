@@ -151,7 +151,9 @@ pub fn words(line: &str) -> Result<Vec<Vec<u8>>, String> {
                 }
             }
             if chars.peek().is_some_and(|c| !c.is_whitespace()) {
-                return Err("a quoted word must be followed by a space or the end of the line".into());
+                return Err(
+                    "a quoted word must be followed by a space or the end of the line".into(),
+                );
             }
         } else {
             while let Some(&c) = chars.peek() {
@@ -182,7 +184,9 @@ fn one_key(op: &str, args: &[Vec<u8>]) -> Result<Bytes, String> {
 /// A key and value (`put KEY VALUE`).
 fn key_value(op: &str, args: &[Vec<u8>]) -> Result<(Bytes, Bytes), String> {
     match args {
-        [key, value] if !key.is_empty() => Ok((Bytes::from(key.clone()), Bytes::from(value.clone()))),
+        [key, value] if !key.is_empty() => {
+            Ok((Bytes::from(key.clone()), Bytes::from(value.clone())))
+        }
         [_, _] => Err(format!("{op}: the key is empty")),
         _ => Err(format!(
             "{op} takes KEY and VALUE, not {} words (quote a value with spaces: \"a b\")",
@@ -231,7 +235,12 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, ScriptError> {
         match parse_line(line) {
             Ok(Some(op)) => ops.push(ScriptLine { line: i + 1, op }),
             Ok(None) => {}
-            Err(message) => return Err(ScriptError { line: i + 1, message }),
+            Err(message) => {
+                return Err(ScriptError {
+                    line: i + 1,
+                    message,
+                })
+            }
         }
     }
     if ops.is_empty() {
@@ -248,13 +257,18 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, ScriptError> {
 pub fn parse_compare(text: &str) -> Result<Compare, String> {
     let words = words(text)?;
     let Some((what, args)) = words.split_first() else {
-        return Err("empty condition (expected exists KEY, absent KEY, value KEY = V or revision KEY = R)".into());
+        return Err(
+            "empty condition (expected exists KEY, absent KEY, value KEY = V or revision KEY = R)"
+                .into(),
+        );
     };
     let what = String::from_utf8_lossy(what).to_ascii_lowercase();
     // `value K = V` or `value K V`.
     let operand = |args: &[Vec<u8>]| -> Result<(Bytes, Vec<u8>), String> {
         match args {
-            [key, eq, v] if eq == b"=" && !key.is_empty() => Ok((Bytes::from(key.clone()), v.clone())),
+            [key, eq, v] if eq == b"=" && !key.is_empty() => {
+                Ok((Bytes::from(key.clone()), v.clone()))
+            }
             [key, v] if !key.is_empty() => Ok((Bytes::from(key.clone()), v.clone())),
             _ => Err(format!("{what} takes KEY = OPERAND")),
         }
@@ -286,9 +300,10 @@ pub fn parse_txn_op(text: &str) -> Result<TxnOp, String> {
         Some(ScriptOp::Get(k)) => Ok(TxnOp::get(k)),
         Some(ScriptOp::Put(k, v)) => Ok(TxnOp::put(k, v)),
         Some(ScriptOp::Del(k)) => Ok(TxnOp::delete(k)),
-        Some(ScriptOp::Scan(..)) => {
-            Err("a one-shot transaction cannot scan (use an interactive one: dialctl txn --file)".into())
-        }
+        Some(ScriptOp::Scan(..)) => Err(
+            "a one-shot transaction cannot scan (use an interactive one: dialctl txn --file)"
+                .into(),
+        ),
         None => Err("empty op (expected put KEY VALUE, del KEY or get KEY)".into()),
     }
 }
@@ -369,7 +384,11 @@ mod tests {
     fn errors_name_the_line() {
         for (text, line, needle) in [
             ("get a\npt b 1\n", 2, "unknown operation \"pt\""),
-            ("get a\n\n# c\nput b\n", 4, "put takes KEY and VALUE, not 1 words"),
+            (
+                "get a\n\n# c\nput b\n",
+                4,
+                "put takes KEY and VALUE, not 1 words",
+            ),
             ("put a 1 2\n", 1, "not 3 words"),
             ("get\n", 1, "get takes one KEY"),
             ("get a b\n", 1, "get takes one KEY"),
@@ -384,7 +403,9 @@ mod tests {
             let err = parse_script(text).expect_err(text);
             assert_eq!(err.line, line, "{text:?}: {err}");
             assert!(err.message.contains(needle), "{text:?}: {err}");
-            assert!(err.to_string().starts_with(&format!("script line {line}: ")));
+            assert!(err
+                .to_string()
+                .starts_with(&format!("script line {line}: ")));
         }
         let empty = parse_script("# nothing\n\n").expect_err("empty");
         assert_eq!(empty.line, 0);
@@ -396,9 +417,22 @@ mod tests {
         assert_eq!(parse_compare("exists k"), Ok(Compare::exists("k")));
         assert_eq!(parse_compare("absent k"), Ok(Compare::absent("k")));
         assert_eq!(parse_compare("value k = v"), Ok(Compare::value("k", "v")));
-        assert_eq!(parse_compare("value k \"a b\""), Ok(Compare::value("k", "a b")));
-        assert_eq!(parse_compare("revision k = 7"), Ok(Compare::revision("k", 7)));
-        for bad in ["", "exists", "value k", "revision k = x", "older k 1", "exists a b"] {
+        assert_eq!(
+            parse_compare("value k \"a b\""),
+            Ok(Compare::value("k", "a b"))
+        );
+        assert_eq!(
+            parse_compare("revision k = 7"),
+            Ok(Compare::revision("k", 7))
+        );
+        for bad in [
+            "",
+            "exists",
+            "value k",
+            "revision k = x",
+            "older k 1",
+            "exists a b",
+        ] {
             assert!(parse_compare(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_txn_op("put k v"), Ok(TxnOp::put("k", "v")));
