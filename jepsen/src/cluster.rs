@@ -25,14 +25,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::leader::{self, LeaderGuess};
 use crate::proxy::Network;
 
 /// A node id, unique within a cluster, starting at 1 (as `dialkv serve --id` wants).
@@ -139,9 +139,6 @@ pub struct Cluster {
     config: ClusterConfig,
     nodes: BTreeMap<NodeId, Node>,
     network: Option<Network>,
-    /// The node last seen serving a linearizable request, 0 when none was seen yet; set by the
-    /// workload's clients, read by the leader-targeting nemesis.
-    leader_hint: Arc<AtomicU64>,
 }
 
 /// Binds a free loopback port and releases it for a node to take.
@@ -224,7 +221,6 @@ impl Cluster {
             config,
             nodes,
             network,
-            leader_hint: Arc::new(AtomicU64::new(0)),
         };
         let all = cluster.ids();
         cluster.start_nodes(&all).await?;
@@ -246,19 +242,19 @@ impl Cluster {
         self.network.as_ref()
     }
 
-    /// Returns the shared leader hint the workload updates.
-    pub fn leader_hint(&self) -> Arc<AtomicU64> {
-        self.leader_hint.clone()
+    /// Returns the gRPC address of every node that is running (not paused, not down).
+    pub fn live_endpoints(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.state == NodeState::Running)
+            .map(|(&id, n)| (id, n.listen))
+            .collect()
     }
 
-    /// Returns the node currently believed to lead: the last one seen serving a linearizable
-    /// request, else node 1.
-    pub fn leader(&self) -> NodeId {
-        match self.leader_hint.load(Ordering::Relaxed) {
-            0 => 1,
-            id if self.nodes.contains_key(&id) => id,
-            _ => 1,
-        }
+    /// Asks every live node for its status (`Cluster/GetNodeStatus`, short deadline) and
+    /// returns the leader they name; see [`crate::leader`].
+    pub async fn detect_leader(&self) -> LeaderGuess {
+        leader::detect(&self.live_endpoints()).await
     }
 
     /// Returns the state of a node.

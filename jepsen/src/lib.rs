@@ -10,6 +10,7 @@
 //!   or on a panic;
 //! - [`proxy`]: a TCP proxy on every node-to-node link, which can pass, drop or blackhole the
 //!   link: the network partitions are made here, not through a flag in the server;
+//! - [`leader`]: who leads, by asking every live node `Cluster/GetNodeStatus`;
 //! - [`nemesis`]: the fault kinds, partition shapes, the seeded schedule of faults and heals,
 //!   and the code that applies them to a cluster;
 //! - [`recorder`]: the history being written: invocations and completions with monotonic
@@ -22,6 +23,7 @@
 //! The binary `dialkv-jepsen` (src/main.rs) is the command line over [`runner`] and [`suite`].
 
 pub mod cluster;
+pub mod leader;
 pub mod nemesis;
 pub mod proxy;
 pub mod recorder;

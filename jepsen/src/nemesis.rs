@@ -16,9 +16,10 @@
 //!
 //! [`Schedule::generate`] is a pure function of the seed, the fault kinds, the node count and
 //! the run's length: the same seed gives the same steps, the same targets and the same shapes.
-//! Only "the leader" is resolved when the step runs (the node last seen serving a
-//! linearizable request). The schedule always ends healed; the run then waits a quiet period
-//! and makes its final reads.
+//! Only "the leader" is resolved when the step runs: every live node is asked for its status
+//! (`Cluster/GetNodeStatus`) and the node they call the leader is hit (see [`crate::leader`]).
+//! The schedule always ends healed; the run then waits a quiet period and makes its final
+//! reads.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -469,6 +470,8 @@ fn fault_and_heal(rng: &mut StdRng, kind: FaultKind, nodes: usize, dur: u64) -> 
 #[derive(Debug, Default)]
 pub struct Nemesis {
     strobe: Option<JoinHandle<()>>,
+    /// The last leader found by asking the nodes.
+    last_leader: Option<NodeId>,
 }
 
 impl Nemesis {
@@ -483,34 +486,55 @@ impl Nemesis {
         cluster: &mut Cluster,
         action: &Action,
     ) -> anyhow::Result<String> {
-        let resolve = |cluster: &Cluster, t: &Target| match t {
+        // "The leader" is resolved now, by asking the nodes (see `crate::leader`).
+        let needs_leader = matches!(
+            action,
+            Action::Kill {
+                target: Target::Leader
+            } | Action::Pause {
+                target: Target::Leader
+            } | Action::Partition {
+                shape: Shape::IsolateLeader,
+                ..
+            }
+        );
+        let (leader, leader_note) = if needs_leader {
+            let (id, note) = self.find_leader(cluster).await;
+            (id, format!(" [leader: {note}]"))
+        } else {
+            (0, String::new())
+        };
+        let resolve = |t: &Target| match t {
             Target::Nodes(ids) => ids.clone(),
-            Target::Leader => vec![cluster.leader()],
+            Target::Leader => vec![leader],
         };
         Ok(match action {
             Action::Kill { target } => {
-                let ids = resolve(cluster, target);
+                let ids = resolve(target);
                 cluster.kill(&ids).await?;
-                format!("killed {ids:?}")
+                format!("killed {ids:?}{leader_note}")
             }
             Action::Restart => format!("restarted {:?}", cluster.restart_down().await?),
             Action::Pause { target } => {
-                let ids = resolve(cluster, target);
+                let ids = resolve(target);
                 cluster.pause(&ids);
-                format!("paused {ids:?}")
+                format!("paused {ids:?}{leader_note}")
             }
             Action::Resume => format!("resumed {:?}", cluster.resume_all()),
             Action::Partition { shape, mode } => {
                 let n = cluster.ids().len();
                 let shape = match shape {
-                    Shape::IsolateLeader => Shape::IsolateOne(cluster.leader()),
+                    Shape::IsolateLeader => Shape::IsolateOne(leader),
                     other => other.clone(),
                 };
                 let cut = shape.cut_links(n);
                 match cluster.network() {
                     Some(net) => {
                         net.partition(&cut, *mode);
-                        format!("{shape:?}: cut {} links ({mode:?}): {cut:?}", cut.len())
+                        format!(
+                            "{shape:?}: cut {} links ({mode:?}): {cut:?}{leader_note}",
+                            cut.len()
+                        )
                     }
                     None => "no network to partition (single node or unreplicated)".into(),
                 }
@@ -558,6 +582,37 @@ impl Nemesis {
                 "clocks reset".into()
             }
         })
+    }
+
+    /// Finds the leader by asking the live nodes; when none is found, falls back to the last
+    /// leader found (or node 1). Returns the node and a note saying how it was chosen.
+    async fn find_leader(&mut self, cluster: &Cluster) -> (NodeId, String) {
+        if cluster.ids().len() == 1 {
+            return (1, "n1 (the only node)".into());
+        }
+        // A fresh election takes a few hundred milliseconds: ask again briefly before
+        // falling back.
+        let mut guess = cluster.detect_leader().await;
+        for _ in 0..3 {
+            if guess.id.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            guess = cluster.detect_leader().await;
+        }
+        match guess.id {
+            Some(id) if cluster.ids().contains(&id) => {
+                self.last_leader = Some(id);
+                (id, format!("n{id}: {}", guess.how))
+            }
+            _ => {
+                let id = self.last_leader.unwrap_or(1);
+                (
+                    id,
+                    format!("none found ({}); using n{id}, the last known", guess.how),
+                )
+            }
+        }
     }
 
     fn stop_strobe(&mut self) {

@@ -199,8 +199,6 @@ struct Shared {
     opts: CallOptions,
     kind: WorkloadKind,
     op_timeout: Duration,
-    leader_hint: Arc<AtomicU64>,
-    linearizable: bool,
     completed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -229,14 +227,7 @@ async fn run_op(shared: &Shared, conn: &Conn, process: u64, session: u64, spec: 
     shared.recorder.invoke(&rec, spec.value.clone());
     let outcome = workload::execute(shared.kind, conn, spec, &shared.opts, shared.op_timeout).await;
     let (value, node) = match &outcome {
-        Outcome::Ok { value, node } => {
-            if shared.linearizable && spec.f == "read" {
-                if let Some(n) = node {
-                    shared.leader_hint.store(*n, Ordering::Relaxed);
-                }
-            }
-            (value.clone(), node.map(|n| format!("n{n}")))
-        }
+        Outcome::Ok { value, node } => (value.clone(), node.map(|n| format!("n{n}"))),
         _ => (Value::Null, None),
     };
     if let Some(err) = outcome.error() {
@@ -317,8 +308,6 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
             .timeout(cfg.op_timeout),
         kind: cfg.workload,
         op_timeout: cfg.op_timeout + Duration::from_millis(500),
-        leader_hint: cluster.leader_hint(),
-        linearizable: cfg.level == Level::Linearizable,
         completed: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
     });
