@@ -1864,3 +1864,70 @@ mod tests {
         assert_eq!(out.results[0].kind, TxnOpKind::Get);
     }
 }
+
+/// Against a real server: `DIALKV_TEST_ENDPOINT=127.0.0.1:7211 cargo test -p dialkv-client
+/// -- --ignored real_server` (a fresh single replica started with `dialkv serve`).
+#[cfg(test)]
+mod real_server {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    #[ignore = "needs a running dialkv server at DIALKV_TEST_ENDPOINT"]
+    async fn a_conflicting_write_reruns_the_closure_and_write_skew_is_prevented() {
+        let Ok(endpoint) = std::env::var("DIALKV_TEST_ENDPOINT") else {
+            return;
+        };
+        let client = Client::connect([endpoint]).expect("valid");
+        client.put("rs-x", "0").await.expect("put");
+        let runs = Arc::new(AtomicU32::new(0));
+        let done = client
+            .transaction_with(&TransactionOptions::new(), |txn| {
+                let (runs, client) = (runs.clone(), client.clone());
+                async move {
+                    let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                    let x = txn.get("rs-x").await?.unwrap_or_default();
+                    if run == 1 {
+                        // Another writer changes what this attempt read.
+                        client.put("rs-x", "interloper").await?;
+                    }
+                    txn.put("rs-y", x.clone());
+                    Ok::<_, Error>(x)
+                }
+            })
+            .await
+            .expect("committed on the second attempt");
+        assert_eq!((done.attempts, runs.load(Ordering::SeqCst)), (2, 2));
+        assert_eq!(done.value, Bytes::from_static(b"interloper"));
+        let y = client.get("rs-y").await.expect("get");
+        assert_eq!(y.value(), Some(&Bytes::from_static(b"interloper")));
+        assert_eq!(y.entry.map(|e| e.version.revision), done.revision);
+
+        // Write skew: two transactions each read both keys and write one; one must abort.
+        client.put("rs-a", "1").await.expect("put");
+        client.put("rs-b", "1").await.expect("put");
+        let t1 = client.begin(&CallOptions::default()).await.expect("begin");
+        let t2 = client.begin(&CallOptions::default()).await.expect("begin");
+        for t in [&t1, &t2] {
+            t.get("rs-a").await.expect("read");
+            t.get("rs-b").await.expect("read");
+        }
+        t1.put("rs-a", "0");
+        t2.put("rs-b", "0");
+        let opts = TransactionOptions::new();
+        let (_, s1) = t1.end();
+        let (_, s2) = t2.end();
+        assert!(client.commit(&t1, &s1, &opts).await.is_ok());
+        match client.commit(&t2, &s2, &opts).await {
+            Err(CommitFailure::Aborted(status)) => {
+                assert_eq!(
+                    status.reason(),
+                    Some(crate::error::reason::TRANSACTION_CONFLICT)
+                );
+                assert!(status.message().contains("rs-a"), "{}", status.message());
+            }
+            Err(CommitFailure::Error(e)) => panic!("{e}"),
+            Ok(r) => panic!("write skew committed at {r:?}"),
+        }
+    }
+}
