@@ -13,6 +13,7 @@ if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
 fi
 cargo build --workspace --bins
 cargo test --workspace --all-targets
+bash scripts/loom.sh
 out="${JEPSEN_OUT:-/tmp/dialkv-jepsen-suite}"
 rm -rf "$out"
 "$CARGO_TARGET_DIR/debug/dialkv-jepsen" suite --ci --nodes 3 --no-progress --out "$out"

@@ -190,10 +190,7 @@ pub async fn run(
             .add_service(namespaces)
             .add_service(cluster)
             .add_service(raft)
-            .serve_with_incoming_shutdown(
-                incoming(listener),
-                wait_stop(stop_rx.clone()),
-            ),
+            .serve_with_incoming_shutdown(incoming(listener), wait_stop(stop_rx.clone())),
     );
     let (served, ()) = tokio::join!(
         async {

@@ -16,6 +16,7 @@
 #[allow(clippy::result_large_err)]
 pub mod log_store;
 pub mod network;
+pub mod read_index;
 #[allow(clippy::result_large_err)]
 pub mod state_machine;
 pub mod types;
@@ -101,6 +102,22 @@ pub enum ReplicaError {
     Stopped(String),
 }
 
+impl ReplicaError {
+    /// A copy of a read-barrier error, for each read that shared the round.
+    fn duplicate(&self) -> ReplicaError {
+        match self {
+            ReplicaError::NotLeader { me, leader } => ReplicaError::NotLeader {
+                me: *me,
+                leader: leader.clone(),
+            },
+            ReplicaError::NoQuorum(m) => ReplicaError::NoQuorum(m.clone()),
+            ReplicaError::CommitTimeout(d) => ReplicaError::CommitTimeout(*d),
+            ReplicaError::Membership(m) => ReplicaError::Membership(m.clone()),
+            other => ReplicaError::Stopped(other.to_string()),
+        }
+    }
+}
+
 /// One replica's Raft group and what the services need from it.
 #[derive(Clone)]
 pub struct Replica {
@@ -111,6 +128,8 @@ pub struct Replica {
     peers: Arc<Peers>,
     freshness: Arc<Freshness>,
     options: ReplicationOptions,
+    /// Linearizable reads waiting for a leadership confirmation round.
+    reads: Arc<read_index::Coalescer<tokio::sync::oneshot::Sender<Result<(), ReplicaError>>>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -178,6 +197,7 @@ impl Replica {
             peers,
             freshness,
             options,
+            reads: Arc::default(),
         };
         replica.bootstrap(address, bootstrap).await?;
         Ok(replica)
@@ -305,6 +325,28 @@ impl Replica {
         if self.is_leader() {
             self.check_quorum()?;
         }
+        // Reads arriving together share one confirmation round that starts after each of them
+        // arrived (see `read_index`).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.reads.join(tx) {
+            let me = self.clone();
+            tokio::spawn(async move {
+                while let Some(round) = me.reads.next_round() {
+                    let result = me.confirm_leadership().await;
+                    for waiter in round {
+                        let _ = waiter
+                            .send(result.as_ref().map(|_| ()).map_err(ReplicaError::duplicate));
+                    }
+                }
+            });
+        }
+        rx.await
+            .map_err(|_| ReplicaError::Stopped("the read barrier was dropped".into()))?
+    }
+
+    /// One ReadIndex round: the primary confirms its leadership with a quorum and applies up
+    /// to the commit index.
+    async fn confirm_leadership(&self) -> Result<(), ReplicaError> {
         match tokio::time::timeout(self.options.commit_timeout, self.raft.ensure_linearizable())
             .await
         {
