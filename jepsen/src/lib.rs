@@ -15,8 +15,9 @@
 //!   and the code that applies them to a cluster;
 //! - [`recorder`]: the history being written: invocations and completions with monotonic
 //!   timestamps, process ids retired after an indeterminate outcome;
-//! - [`workload`]: what the clients do (`register`, `list-append`, `set`, `session`), how each
-//!   operation maps onto the dialkv client, and which checker verifies which level;
+//! - [`workload`]: what the clients do (`register`, `list-append`, `set`, `session`, `txn`,
+//!   `bank`), how each operation maps onto the dialkv client (or, for transactions, the raw
+//!   gRPC API), and which checker verifies which level;
 //! - [`runner`]: one run from start to verdict; [`report`]: `verdict.json`, `index.html` and
 //!   the plots; [`suite`]: the list of runs CI makes, with the self-test that must be caught.
 //!

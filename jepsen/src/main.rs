@@ -44,13 +44,14 @@ struct RunArgs {
     /// The replication protocol under test.
     #[arg(long, default_value = "primary-backup")]
     protocol: Protocol,
-    /// register, list-append, set or session.
+    /// register, list-append, set, session, txn or bank.
     #[arg(long, default_value = "register")]
     workload: WorkloadKind,
     /// The level requests ask for and the history is checked at: linearizable, sequential,
-    /// causal (register), eventual.
-    #[arg(long, default_value = "linearizable")]
-    level: Level,
+    /// causal (register), eventual, strict-serializable (txn, bank). Default: the workload's
+    /// strongest (linearizable, or strict-serializable for txn and bank).
+    #[arg(long)]
+    level: Option<Level>,
     /// Faults, comma-separated: kill, pause, partition, clock, or none.
     #[arg(long, default_value = "none")]
     nemesis: String,
@@ -210,7 +211,7 @@ async fn run(args: RunArgs) -> u8 {
         nodes: args.nodes,
         protocol: args.protocol,
         workload: args.workload,
-        level: args.level,
+        level: args.level.unwrap_or(args.workload.levels()[0]),
         nemesis,
         time: args.time,
         concurrency: args.concurrency,

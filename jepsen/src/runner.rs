@@ -20,6 +20,7 @@
 //! | `data/`, `clock/` | the nodes' data directories and clock offset files |
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,11 +35,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, ClusterConfig};
+use crate::cluster::{Cluster, ClusterConfig, NodeId};
 use crate::nemesis::{FaultKind, Nemesis, Schedule};
 use crate::recorder::{OpRecord, Processes, Recorder};
 use crate::report;
-use crate::workload::{self, CheckResult, Conn, Generator, Level, OpSpec, Outcome, WorkloadKind};
+use crate::workload::txn::TxnConn;
+use crate::workload::{
+    self, bank, CheckResult, Conn, Generator, Level, OpSpec, Outcome, WorkloadKind,
+};
 
 /// The replication protocol a run tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -216,13 +220,20 @@ impl Shared {
     }
 }
 
-/// Runs one operation for a worker and records it; returns whether the process was retired.
-async fn run_op(shared: &Shared, conn: &Conn, process: u64, session: u64, spec: &OpSpec) -> bool {
+/// Runs one operation for a worker and records it; returns how it completed (after `info`
+/// the process is retired).
+async fn run_op(
+    shared: &Shared,
+    conn: &Conn,
+    process: u64,
+    session: u64,
+    spec: &OpSpec,
+) -> EventType {
     let rec = OpRecord {
         process,
         session,
         f: spec.f.to_string(),
-        key: Some(spec.key.clone()),
+        key: (!spec.key.is_empty()).then(|| spec.key.clone()),
     };
     shared.recorder.invoke(&rec, spec.value.clone());
     let outcome = workload::execute(shared.kind, conn, spec, &shared.opts, shared.op_timeout).await;
@@ -237,7 +248,7 @@ async fn run_op(shared: &Shared, conn: &Conn, process: u64, session: u64, spec: 
         .recorder
         .complete(&rec, outcome.event_type(), value, node);
     shared.completed.fetch_add(1, Ordering::Relaxed);
-    outcome.event_type() == EventType::Info
+    outcome.event_type()
 }
 
 /// Builds the client of worker `w`: every endpoint, starting at node `w mod n`, so the
@@ -312,6 +323,13 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         errors: Mutex::new(BTreeMap::new()),
     });
 
+    // Transactional workers share what they learn of the primary.
+    let primary_hint = Arc::new(AtomicU64::new(0));
+    let nodes: Vec<(NodeId, SocketAddr)> = cluster.endpoints().into_iter().collect();
+    if cfg.workload == WorkloadKind::Bank {
+        bank_init(cfg, &shared, &nodes, &primary_hint).await?;
+    }
+
     let progress = progress_bar(cfg);
     let start = Instant::now();
     let deadline = start + cfg.time;
@@ -322,7 +340,16 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         // session workload, and every SEQUENTIAL or CAUSAL run, give each client a session.
         let needs_session = cfg.workload == WorkloadKind::Session
             || matches!(cfg.level, Level::Sequential | Level::Causal);
-        let conn = if needs_session {
+        let conn = if cfg.workload.transactional() {
+            let rotated: Vec<(NodeId, SocketAddr)> = (0..nodes.len())
+                .map(|i| nodes[(w + i) % nodes.len()])
+                .collect();
+            Conn::Txn(TxnConn::new(
+                &rotated,
+                primary_hint.clone(),
+                cfg.op_timeout,
+            )?)
+        } else if needs_session {
             Conn::Session(client.session(SessionGuarantees::all()))
         } else {
             Conn::Plain(client)
@@ -342,7 +369,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .next_op();
-                if run_op(&shared, &conn, process, session, &spec).await {
+                if run_op(&shared, &conn, process, session, &spec).await == EventType::Info {
                     process = shared.processes.fresh();
                 }
                 if !pause.is_zero() {
@@ -496,6 +523,33 @@ fn progress_bar(cfg: &RunConfig) -> Option<ProgressBar> {
     Some(pb)
 }
 
+/// Opens the bank: one `init` transaction writes every account's starting balance, retried
+/// (it writes absolute values, and nothing else runs yet) until it commits, for up to 30 s.
+async fn bank_init(
+    cfg: &RunConfig,
+    shared: &Shared,
+    nodes: &[(NodeId, SocketAddr)],
+    primary_hint: &Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let conn = Conn::Txn(TxnConn::new(nodes, primary_hint.clone(), cfg.op_timeout)?);
+    let spec = OpSpec {
+        f: "init",
+        key: String::new(),
+        value: json!(bank::initial_balances()),
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let process = shared.processes.fresh();
+        if run_op(shared, &conn, process, process, &spec).await == EventType::Ok {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            bail!("the bank's init transaction did not commit within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until every node answers a read (up to 30 s): a fresh cluster may still be electing
 /// a leader.
 async fn wait_until_serving(endpoints: &[String]) -> anyhow::Result<()> {
@@ -527,18 +581,27 @@ async fn final_reads(
     cluster: &Cluster,
     shared: &Arc<Shared>,
 ) -> anyhow::Result<()> {
-    let keys = shared
-        .generator
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .used_keys();
+    let keys = match cfg.workload {
+        // One read of every account per node.
+        WorkloadKind::Bank => vec![String::new()],
+        _ => shared
+            .generator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .used_keys(),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for (id, addr) in cluster.endpoints() {
-        let client = Client::builder()
-            .endpoints([addr.to_string()])
-            .timeout(cfg.op_timeout)
-            .build()?;
-        let conn = Conn::Plain(client);
+        let conn = if cfg.workload.transactional() {
+            Conn::Txn(TxnConn::pinned(id, addr, cfg.op_timeout)?)
+        } else {
+            Conn::Plain(
+                Client::builder()
+                    .endpoints([addr.to_string()])
+                    .timeout(cfg.op_timeout)
+                    .build()?,
+            )
+        };
         let keys = keys.clone();
         let shared = shared.clone();
         let process = shared.processes.fresh();
@@ -553,7 +616,7 @@ async fn final_reads(
                     process,
                     session: process,
                     f: spec.f.to_string(),
-                    key: Some(spec.key.clone()),
+                    key: (!spec.key.is_empty()).then(|| spec.key.clone()),
                 };
                 shared.recorder.invoke(&rec, Value::Null);
                 let outcome =

@@ -7,6 +7,8 @@
 //! | `list-append` | `append` (unique per key), `read` of the whole list | Elle's `check_list_append` (linearizable, sequential) or `eventual` |
 //! | `set` | `add` of unique elements, `read` of the whole set | [`set::check`]: no lost or unexpected elements; at linearizable also no stale reads |
 //! | `session` | list-append through one session per client, with all four guarantees | `session::check_each` (RYW, MR, MW, WFR) and the level's check |
+//! | `txn` | `txn`: 1–4 micro-ops `["r", k, nil]` / `["append", k, v]` over a few keys, one interactive transaction each ([`txn`]) | Elle's `check_txn` at strict serializability |
+//! | `bank` | `transfer` between two accounts and `read` of every account, each a transaction | [`bank::check`]: every read sums to the total, no negative balance |
 //!
 //! The level (`--level`) is the consistency every request asks for, and the model the history
 //! is checked against. dialkv has no append operation, so `append` is a read-modify-write: a
@@ -14,7 +16,8 @@
 //! failed comparison with the current list the failure returns. A retry only follows a
 //! *definite* failure; after an indeterminate attempt the append stops as `info`, so an
 //! element is never written twice. A set is a key prefix: `add e` puts `<set>/<e>`, `read`
-//! scans the prefix in one page.
+//! scans the prefix in one page. The `txn` and `bank` workloads run interactive transactions
+//! through the raw gRPC API (see [`txn`] for how each attempt is recorded).
 //!
 //! [`Generator`] is seeded: the sequence of operations it hands out (which key, which value,
 //! which expected value) depends only on the seed; which worker runs which operation, and when,
@@ -22,7 +25,9 @@
 //! fixed number of operations, which keeps the per-key search of the linearizability checker
 //! small.
 
+pub mod bank;
 pub mod set;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,7 +39,7 @@ use dialkv_client::{
     CallOptions, CasAction, Client, Condition, Consistency, Error, ScanRange, Session,
 };
 use dialkv_consistency::causal::{self, CausalModel};
-use dialkv_consistency::elle::{self, ListAppendLevel};
+use dialkv_consistency::elle::{self, Isolation, ListAppendLevel};
 use dialkv_consistency::history::{EventType, History, Workload as HistoryWorkload};
 use dialkv_consistency::level::SessionGuarantees;
 use dialkv_consistency::verdict::Verdict;
@@ -56,6 +61,10 @@ pub enum WorkloadKind {
     Set,
     /// List-append through one session per client; checks the session guarantees.
     Session,
+    /// Multi-key list-append transactions (Elle).
+    Txn,
+    /// Transfers between accounts whose total never changes.
+    Bank,
 }
 
 impl WorkloadKind {
@@ -66,7 +75,14 @@ impl WorkloadKind {
             WorkloadKind::ListAppend => "list-append",
             WorkloadKind::Set => "set",
             WorkloadKind::Session => "session",
+            WorkloadKind::Txn => "txn",
+            WorkloadKind::Bank => "bank",
         }
+    }
+
+    /// Whether the workload runs interactive transactions (through [`txn::TxnConn`]).
+    pub fn transactional(self) -> bool {
+        matches!(self, WorkloadKind::Txn | WorkloadKind::Bank)
     }
 
     /// Returns the levels this workload can be checked at.
@@ -82,6 +98,7 @@ impl WorkloadKind {
                 &[Level::Linearizable, Level::Sequential, Level::Eventual]
             }
             WorkloadKind::Set => &[Level::Linearizable, Level::Eventual],
+            WorkloadKind::Txn | WorkloadKind::Bank => &[Level::StrictSerializable],
         }
     }
 
@@ -90,6 +107,8 @@ impl WorkloadKind {
             WorkloadKind::Register => "r",
             WorkloadKind::ListAppend | WorkloadKind::Session => "l",
             WorkloadKind::Set => "s",
+            WorkloadKind::Txn => "t",
+            WorkloadKind::Bank => bank::PREFIX,
         }
     }
 }
@@ -109,11 +128,10 @@ impl FromStr for WorkloadKind {
             "list-append" => Ok(WorkloadKind::ListAppend),
             "set" => Ok(WorkloadKind::Set),
             "session" => Ok(WorkloadKind::Session),
-            "txn" | "bank" => Err(format!(
-                "the {s} workload needs transactions, which dialkv does not have yet"
-            )),
+            "txn" => Ok(WorkloadKind::Txn),
+            "bank" => Ok(WorkloadKind::Bank),
             other => Err(format!(
-                "unknown workload {other:?} (register, list-append, set, session)"
+                "unknown workload {other:?} (register, list-append, set, session, txn, bank)"
             )),
         }
     }
@@ -131,6 +149,8 @@ pub enum Level {
     Causal,
     /// EVENTUAL (no thin-air reads, convergence of final reads).
     Eventual,
+    /// Strict serializability of transactions (the `txn` and `bank` workloads).
+    StrictSerializable,
 }
 
 impl Level {
@@ -141,13 +161,15 @@ impl Level {
             Level::Sequential => "sequential",
             Level::Causal => "causal",
             Level::Eventual => "eventual",
+            Level::StrictSerializable => "strict-serializable",
         }
     }
 
-    /// Returns the client consistency requests ask for.
+    /// Returns the client consistency requests ask for (transactions are served at
+    /// LINEARIZABLE whatever this says; the final reads of a transactional run ask for it).
     pub fn consistency(self) -> Consistency {
         match self {
-            Level::Linearizable => Consistency::linearizable(),
+            Level::Linearizable | Level::StrictSerializable => Consistency::linearizable(),
             Level::Sequential => Consistency::sequential(),
             Level::Causal => Consistency::causal(),
             Level::Eventual => Consistency::eventual(),
@@ -170,8 +192,9 @@ impl FromStr for Level {
             "sequential" => Ok(Level::Sequential),
             "causal" => Ok(Level::Causal),
             "eventual" => Ok(Level::Eventual),
+            "strict-serializable" => Ok(Level::StrictSerializable),
             other => Err(format!(
-                "unknown level {other:?} (linearizable, sequential, causal, eventual)"
+                "unknown level {other:?} (linearizable, sequential, causal, eventual, strict-serializable)"
             )),
         }
     }
@@ -182,7 +205,8 @@ impl FromStr for Level {
 pub struct OpSpec {
     /// The operation name.
     pub f: &'static str,
-    /// The key (a register, list or set).
+    /// The key (a register, list or set); empty for multi-key operations (`txn`, `transfer`,
+    /// a bank `read`), which the history records without a key.
     pub key: String,
     /// The argument: a value, `[expected, new]`, an element, or `null` for reads.
     pub value: Value,
@@ -237,6 +261,60 @@ impl Generator {
             WorkloadKind::Register => (4, 80),
             WorkloadKind::ListAppend | WorkloadKind::Session => (4, 300),
             WorkloadKind::Set => (1, 2000),
+            // Micro-ops per key: about 40 appends, so lists stay short and every key is
+            // read often.
+            WorkloadKind::Txn => (5, 80),
+            WorkloadKind::Bank => (bank::ACCOUNTS, u32::MAX),
+        }
+    }
+
+    /// Returns the key of the next micro-op, counting it against the key's budget.
+    fn next_key(&mut self) -> String {
+        let slot = self.rng.random_range(0..self.live.len());
+        self.live[slot].used += 1;
+        let key = self.live[slot].name.clone();
+        if self.live[slot].used >= self.ops_per_key {
+            self.live[slot] = self.fresh_key();
+        }
+        key
+    }
+
+    /// A transaction of 1-4 micro-ops, half reads and half appends of unique values.
+    fn next_txn(&mut self) -> OpSpec {
+        let len = self.rng.random_range(1..=4);
+        let mut mops = Vec::with_capacity(len);
+        for _ in 0..len {
+            let key = self.next_key();
+            if self.rng.random_bool(0.5) {
+                mops.push(json!(["r", key, null]));
+            } else {
+                let v = self.unique();
+                mops.push(json!(["append", key, v]));
+            }
+        }
+        OpSpec {
+            f: "txn",
+            key: String::new(),
+            value: Value::Array(mops),
+        }
+    }
+
+    /// A read of every account (40 %) or a transfer between two of them.
+    fn next_bank(&mut self) -> OpSpec {
+        if self.rng.random_bool(0.4) {
+            return OpSpec {
+                f: "read",
+                key: String::new(),
+                value: Value::Null,
+            };
+        }
+        let from = self.rng.random_range(0..bank::ACCOUNTS);
+        let to = (from + self.rng.random_range(1..bank::ACCOUNTS)) % bank::ACCOUNTS;
+        let amount = self.rng.random_range(1..=bank::MAX_TRANSFER);
+        OpSpec {
+            f: "transfer",
+            key: String::new(),
+            value: json!({"from": bank::account(from), "to": bank::account(to), "amount": amount}),
         }
     }
 
@@ -255,6 +333,11 @@ impl Generator {
 
     /// Returns the next operation.
     pub fn next_op(&mut self) -> OpSpec {
+        match self.kind {
+            WorkloadKind::Txn => return self.next_txn(),
+            WorkloadKind::Bank => return self.next_bank(),
+            _ => {}
+        }
         let slot = self.rng.random_range(0..self.live.len());
         self.live[slot].used += 1;
         let key = self.live[slot].name.clone();
@@ -305,7 +388,7 @@ impl Generator {
                     }
                 }
             }
-            WorkloadKind::Set => {
+            WorkloadKind::Set | WorkloadKind::Txn | WorkloadKind::Bank => {
                 if roll < 0.2 {
                     OpSpec {
                         f: "read",
@@ -404,6 +487,8 @@ pub enum Conn {
     Plain(Client),
     /// Calls in a session (the `session` workload).
     Session(Session),
+    /// Interactive transactions over the raw gRPC API (the `txn` and `bank` workloads).
+    Txn(txn::TxnConn),
 }
 
 impl Conn {
@@ -411,6 +496,7 @@ impl Conn {
         match self {
             Conn::Plain(c) => c.get_with(key, opts).await,
             Conn::Session(s) => s.get_with(key, opts).await,
+            Conn::Txn(_) => Err(Error::UnexpectedResponse(NOT_PLAIN.into())),
         }
     }
 
@@ -423,6 +509,7 @@ impl Conn {
         match self {
             Conn::Plain(c) => c.put_with(key, value, opts).await,
             Conn::Session(s) => s.put_with(key, value, opts).await,
+            Conn::Txn(_) => Err(Error::UnexpectedResponse(NOT_PLAIN.into())),
         }
     }
 
@@ -442,6 +529,7 @@ impl Conn {
                 s.compare_and_set_with(key, cond, CasAction::Set(value), opts)
                     .await
             }
+            Conn::Txn(_) => Err(Error::UnexpectedResponse(NOT_PLAIN.into())),
         }
     }
 
@@ -453,9 +541,13 @@ impl Conn {
         match self {
             Conn::Plain(c) => c.scan(range, None, opts).await,
             Conn::Session(s) => s.scan(range, None, opts).await,
+            Conn::Txn(_) => Err(Error::UnexpectedResponse(NOT_PLAIN.into())),
         }
     }
 }
+
+/// The error of a single-key call on a transactional connection (a harness bug).
+const NOT_PLAIN: &str = "a transactional connection makes no single-key calls";
 
 /// Decodes a register value (decimal text).
 fn decode_int(bytes: &[u8]) -> Result<i64, String> {
@@ -507,6 +599,9 @@ async fn execute_inner(
         value,
         node: Some(replica),
     };
+    if let Conn::Txn(tc) = conn {
+        return execute_txn(kind, tc, spec).await;
+    }
     match (kind, spec.f) {
         (WorkloadKind::Set, "read" | "final-read") => {
             let range = ScanRange::prefix(Bytes::from(format!("{key}/"))).limit(10_000);
@@ -599,6 +694,43 @@ async fn execute_inner(
     }
 }
 
+/// Runs an operation of a transactional workload.
+async fn execute_txn(kind: WorkloadKind, conn: &txn::TxnConn, spec: &OpSpec) -> Outcome {
+    match (kind, spec.f) {
+        (WorkloadKind::Txn, "txn") => txn::list_append(conn, &spec.value).await,
+        (WorkloadKind::Txn, "read" | "final-read") => txn::plain_list_read(conn, &spec.key).await,
+        (WorkloadKind::Bank, "init") => match bank_balances(&spec.value) {
+            Some(b) => txn::bank_init(conn, &b).await,
+            None => Outcome::Fail(format!("bad init argument {}", spec.value)),
+        },
+        (WorkloadKind::Bank, "transfer") => {
+            let from = spec.value["from"].as_str();
+            let to = spec.value["to"].as_str();
+            let amount = spec.value["amount"].as_i64();
+            match (from, to, amount) {
+                (Some(from), Some(to), Some(amount)) if from != to => {
+                    txn::bank_transfer(conn, from, to, amount).await
+                }
+                _ => Outcome::Fail(format!("bad transfer argument {}", spec.value)),
+            }
+        }
+        (WorkloadKind::Bank, "read" | "final-read") => {
+            txn::bank_read(conn, bank::PREFIX, bank::PREFIX_END).await
+        }
+        (_, f) => Outcome::Fail(format!(
+            "the {kind} workload has no transactional {f} operation"
+        )),
+    }
+}
+
+/// Decodes `{account: balance}`.
+fn bank_balances(v: &Value) -> Option<BTreeMap<String, i64>> {
+    v.as_object()?
+        .iter()
+        .map(|(k, b)| b.as_i64().map(|b| (k.clone(), b)))
+        .collect()
+}
+
 /// Appends `v` to the list at `key` by compare-and-set of the whole list, retrying after
 /// definite failures (another append got in first) until the caller's timeout.
 async fn append(conn: &Conn, key: &str, v: i64, opts: &CallOptions) -> Outcome {
@@ -673,7 +805,7 @@ pub fn check(kind: WorkloadKind, level: Level, history: &History) -> Vec<CheckRe
             "sequential",
             elle::check_list_append(history, ListAppendLevel::Sequential),
         ),
-        Level::Causal | Level::Eventual => result(
+        Level::Causal | Level::Eventual | Level::StrictSerializable => result(
             "eventual",
             "eventual",
             eventual::check(history, HistoryWorkload::ListAppend),
@@ -686,7 +818,7 @@ pub fn check(kind: WorkloadKind, level: Level, history: &History) -> Vec<CheckRe
             }
             Level::Sequential => result("sequential", "sequential", sequential::check(history)),
             Level::Causal => result("causal", "causal", causal::check(history, CausalModel::CC)),
-            Level::Eventual => result(
+            Level::Eventual | Level::StrictSerializable => result(
                 "eventual",
                 "eventual",
                 eventual::check(history, HistoryWorkload::Register),
@@ -707,6 +839,12 @@ pub fn check(kind: WorkloadKind, level: Level, history: &History) -> Vec<CheckRe
             out.push(list_level(history));
             out
         }
+        WorkloadKind::Txn => vec![result(
+            "elle-txn",
+            Isolation::StrictSerializable.name(),
+            elle::check_txn(history, Isolation::StrictSerializable),
+        )],
+        WorkloadKind::Bank => vec![result("bank", level.name(), bank::check(history))],
     }
 }
 
@@ -721,6 +859,8 @@ mod tests {
             WorkloadKind::ListAppend,
             WorkloadKind::Set,
             WorkloadKind::Session,
+            WorkloadKind::Txn,
+            WorkloadKind::Bank,
         ] {
             let (live, per) = Generator::defaults(kind);
             let mut a = Generator::new(kind, 9, live, per);
@@ -777,7 +917,64 @@ mod tests {
     #[test]
     fn parses_names() {
         assert_eq!("list-append".parse(), Ok(WorkloadKind::ListAppend));
-        assert!("txn".parse::<WorkloadKind>().is_err());
+        assert_eq!("txn".parse(), Ok(WorkloadKind::Txn));
+        assert_eq!("bank".parse(), Ok(WorkloadKind::Bank));
+        assert!("banks".parse::<WorkloadKind>().is_err());
         assert_eq!("eventual".parse(), Ok(Level::Eventual));
+        assert_eq!("strict-serializable".parse(), Ok(Level::StrictSerializable));
+        assert_eq!(WorkloadKind::Txn.levels(), &[Level::StrictSerializable]);
+    }
+
+    #[test]
+    fn transactions_are_short_unique_and_multi_key() {
+        let (live, per) = Generator::defaults(WorkloadKind::Txn);
+        let mut g = Generator::new(WorkloadKind::Txn, 3, live, per);
+        let mut appended = std::collections::HashSet::new();
+        let mut multi_key = 0;
+        for _ in 0..500 {
+            let op = g.next_op();
+            assert_eq!(op.f, "txn");
+            assert!(op.key.is_empty());
+            let mops = txn::parse_mops(&op.value).expect("well-formed micro-ops");
+            assert!((1..=4).contains(&mops.len()), "{}", op.value);
+            let keys: std::collections::BTreeSet<&str> = mops
+                .iter()
+                .map(|m| match m {
+                    txn::Mop::Read(k) | txn::Mop::Append(k, _) => k.as_str(),
+                })
+                .collect();
+            if keys.len() > 1 {
+                multi_key += 1;
+            }
+            for m in &mops {
+                if let txn::Mop::Append(_, v) = m {
+                    assert!(appended.insert(*v), "{v} appended twice");
+                }
+            }
+        }
+        assert!(multi_key > 100, "{multi_key} multi-key transactions");
+    }
+
+    #[test]
+    fn bank_operations_move_money_between_two_accounts() {
+        let mut g = Generator::new(WorkloadKind::Bank, 5, bank::ACCOUNTS, u32::MAX);
+        let (mut reads, mut transfers) = (0, 0);
+        for _ in 0..300 {
+            let op = g.next_op();
+            match op.f {
+                "read" => reads += 1,
+                "transfer" => {
+                    transfers += 1;
+                    assert_ne!(op.value["from"], op.value["to"]);
+                    let a = op.value["amount"].as_i64().expect("an amount");
+                    assert!((1..=bank::MAX_TRANSFER).contains(&a));
+                }
+                f => panic!("unexpected {f}"),
+            }
+        }
+        assert!(
+            reads > 50 && transfers > 100,
+            "{reads} reads, {transfers} transfers"
+        );
     }
 }
