@@ -106,18 +106,28 @@ async fn stop_load(
     }
 }
 
-/// Checks every acknowledged write at LINEARIZABLE through `node`.
+/// Checks every acknowledged write at LINEARIZABLE through `node`, retrying a read that finds
+/// no primary (an election may still be settling) for up to 30 s, as a client would.
 async fn check_acked(node: &TestServer, acked: &BTreeMap<String, (String, Instant)>) {
     let mut kv = client(node).await;
+    let until = Instant::now() + Duration::from_secs(30);
     for (key, (value, _)) in acked {
-        let got = get(
-            &mut kv,
-            key,
-            level(v1::ConsistencyLevel::Linearizable),
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("reading {key}: {e}"));
+        let got = loop {
+            match get(
+                &mut kv,
+                key,
+                level(v1::ConsistencyLevel::Linearizable),
+                None,
+            )
+            .await
+            {
+                Ok(got) => break got,
+                Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("reading {key}: {e}"),
+            }
+        };
         assert!(got.found, "acknowledged key {key} was lost");
         assert_eq!(got.value, Bytes::from(value.clone()), "key {key}");
     }
