@@ -75,6 +75,11 @@ struct Inner {
     client_id: u64,
     /// The last request sequence number handed out (`RequestId.seq`).
     seq: AtomicU64,
+    /// The implicit session of calls made without one: the merged token of every reply, sent
+    /// (with no guarantees) by SEQUENTIAL and CAUSAL reads, so that this client's own order of
+    /// operations holds on any replica. Without it, a SEQUENTIAL read at a backup could miss
+    /// the client's own earlier write.
+    process_token: std::sync::Mutex<dialkv_consistency::session_token::SessionToken>,
 }
 
 impl Inner {
@@ -279,6 +284,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 client_id,
                 seq: AtomicU64::new(0),
+                process_token: std::sync::Mutex::default(),
             }),
         })
     }
@@ -591,7 +597,7 @@ impl Client {
                         namespace: namespace.clone(),
                         key: key.clone(),
                         consistency,
-                        session: session.map(SessionState::to_proto),
+                        session: self.session_proto(session),
                         // Fields this client does not set (e.g. `transaction`) keep their defaults.
                         ..Default::default()
                     };
@@ -604,7 +610,7 @@ impl Client {
                 },
             )
             .await?;
-        let meta = observe(session, reply.header)?;
+        let meta = self.observe(session, reply.header)?;
         let entry = reply.found.then(|| Entry {
             key,
             value: reply.value,
@@ -635,7 +641,7 @@ impl Client {
                         value: value.clone(),
                         request_id: Some(id),
                         consistency,
-                        session: session.map(SessionState::to_proto),
+                        session: self.session_proto(session),
                         context: Bytes::new(),
                     };
                     async move {
@@ -647,7 +653,7 @@ impl Client {
                 },
             )
             .await?;
-        let meta = observe(session, reply.header)?;
+        let meta = self.observe(session, reply.header)?;
         Ok(PutOutput {
             version: reply.version.map(Version::from_proto).unwrap_or_default(),
             meta,
@@ -674,7 +680,7 @@ impl Client {
                         key: key.clone(),
                         request_id: Some(id),
                         consistency,
-                        session: session.map(SessionState::to_proto),
+                        session: self.session_proto(session),
                         context: Bytes::new(),
                     };
                     async move {
@@ -686,7 +692,7 @@ impl Client {
                 },
             )
             .await?;
-        let meta = observe(session, reply.header)?;
+        let meta = self.observe(session, reply.header)?;
         Ok(DeleteOutput {
             existed: reply.existed,
             version: reply.version.map(Version::from_proto),
@@ -724,7 +730,7 @@ impl Client {
                         delete,
                         request_id: Some(id),
                         consistency,
-                        session: session.map(SessionState::to_proto),
+                        session: self.session_proto(session),
                     };
                     async move {
                         Ok(KvClient::new(channel)
@@ -735,7 +741,7 @@ impl Client {
                 },
             )
             .await?;
-        let meta = observe(session, reply.header)?;
+        let meta = self.observe(session, reply.header)?;
         let current = if reply.succeeded || !reply.found {
             None
         } else {
@@ -774,7 +780,7 @@ impl Client {
                         limit: range.limit,
                         continuation: continuation.clone().unwrap_or_default(),
                         consistency,
-                        session: session.map(SessionState::to_proto),
+                        session: self.session_proto(session),
                         // Fields this client does not set (e.g. `transaction`) keep their defaults.
                         ..Default::default()
                     };
@@ -787,7 +793,7 @@ impl Client {
                 },
             )
             .await?;
-        let meta = observe(session, reply.header)?;
+        let meta = self.observe(session, reply.header)?;
         Ok(ScanPage {
             items: reply.items.into_iter().map(Entry::from_proto).collect(),
             continuation: (!reply.continuation.is_empty()).then_some(reply.continuation),
@@ -991,16 +997,45 @@ impl Client {
     }
 }
 
-/// Reads a response header, merging its token into the session if there is one.
-fn observe(
-    session: Option<&SessionState>,
-    header: Option<proto::ResponseHeader>,
-) -> Result<ResponseMeta, Error> {
-    let meta = ResponseMeta::from_proto(header)?;
-    if let Some(session) = session {
-        session.merge(&meta.session_token);
+impl Client {
+    /// Reads a response header, merging its token into the explicit session if there is one,
+    /// else into the client's implicit one.
+    fn observe(
+        &self,
+        session: Option<&SessionState>,
+        header: Option<proto::ResponseHeader>,
+    ) -> Result<ResponseMeta, Error> {
+        let meta = ResponseMeta::from_proto(header)?;
+        match session {
+            Some(session) => session.merge(&meta.session_token),
+            None => self
+                .inner
+                .process_token
+                .lock()
+                .expect("process token lock poisoned")
+                .merge(&meta.session_token),
+        }
+        Ok(meta)
     }
-    Ok(meta)
+
+    /// The session a request carries: the explicit one, else the client's implicit token
+    /// with no guarantees (which the server uses only for SEQUENTIAL and CAUSAL reads).
+    fn session_proto(&self, session: Option<&SessionState>) -> Option<proto::Session> {
+        if let Some(session) = session {
+            return Some(session.to_proto());
+        }
+        let token = self
+            .inner
+            .process_token
+            .lock()
+            .expect("process token lock poisoned");
+        (!token.is_empty()).then(|| proto::Session {
+            token: Some(proto::SessionToken {
+                token: Bytes::from(token.encode()),
+            }),
+            guarantees: Some(proto::SessionGuarantees::default()),
+        })
+    }
 }
 
 fn namespace_info(info: Option<proto::NamespaceInfo>) -> Result<NamespaceInfo, Error> {
