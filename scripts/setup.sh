@@ -12,6 +12,8 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 # etcd-client (the benchmark's etcd baseline) compiles etcd's .proto files with protoc.
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# The fault-injection harness's report plots need a TrueType font.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 # The fault-injection harness skews clocks with libfaketime.
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -115,12 +115,40 @@ fn kind_color(kind: EventType) -> RGBColor {
     }
 }
 
+/// TrueType fonts tried, in order, for the plots' text (Debian's `fonts-dejavu-core` first).
+const FONTS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+];
+
+/// Gives plotters a font for "sans-serif", once per process: without one, laying out any
+/// text fails and a plot comes out blank.
+fn ensure_font() -> anyhow::Result<()> {
+    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            let path = FONTS
+                .iter()
+                .find(|p| Path::new(p).is_file())
+                .ok_or("no TrueType font for the plots: install fonts-dejavu-core")?;
+            let bytes = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+            // plotters keeps registered fonts for the life of the process.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes)
+                .map_err(|_| format!("{path} is not a usable TrueType font"))
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 fn latency_plot(
     path: &Path,
     samples: &[Sample],
     faults: &[FaultPeriod],
     end_ns: u64,
 ) -> anyhow::Result<()> {
+    ensure_font()?;
     let root = SVGBackend::new(path, (1100, 380)).into_drawing_area();
     root.fill(&WHITE)?;
     let t_max = end_ns as f64 / 1e9;
@@ -191,6 +219,7 @@ fn throughput_plot(
         .unwrap_or(1)
         .max(1) as f64
         * 1.1;
+    ensure_font()?;
     let root = SVGBackend::new(path, (1100, 320)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
