@@ -7,9 +7,9 @@
 //!   [`memory::MemoryEngine`] serves unit tests and simulation only.
 //! - [`keys`]: the order-preserving encodings of versioned data keys and metadata keys.
 //! - [`store::Store`]: namespaces, multi-version values, the dedup table and revisions, all
-//!   changed through [`store::Store::apply`], which turns one group of commands into one write
-//!   batch.
-//! - [`writer::Writer`]: the single writer thread that groups commands (group commit) and
+//!   changed through [`store::Store::apply_group`], which turns a group of commands (the
+//!   state machine's committed entries) into one write batch.
+//! - [`writer::Writer`]: the single writer thread that groups batches (group commit) and
 //!   syncs, so the async runtime never blocks on a write or an fsync.
 
 pub mod keys;
