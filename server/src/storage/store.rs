@@ -1,14 +1,14 @@
 //! The versioned keyspace: namespaces, multi-version values, revisions and the dedup table.
 //!
 //! Reads go straight to the engine from any thread. Every change goes through
-//! [`Store::apply_group`], called only by the single writer thread: it turns a group of
-//! [`Command`]s into one [`WriteBatch`] (so a group is atomic and costs one fsync), computing
-//! each command's [`Outcome`] against the state left by the commands before it in the group.
-//! The in-memory catalog (namespaces and their latest revisions) changes only after the batch
-//! is durable, through [`Store::install`], so readers never see a revision that a crash could
-//! take back.
+//! [`Store::apply_group`], called only by the replicated state machine (one caller at a time,
+//! in log order): it turns a group of [`Stamped`] commands into one [`WriteBatch`] (so a
+//! group is atomic), computing each command's [`Outcome`] against the state left by the
+//! commands before it in the group. The in-memory catalog (namespaces and their latest
+//! revisions) changes only after the batch is written, through [`Store::install`].
 //!
-//! Versions: every mutation of a namespace takes the next revision of that namespace. Older
+//! Versions: every mutation takes the revision its command is stamped with (the log index of
+//! its entry), so revisions increase across the whole cluster log. Older
 //! versions of a key are kept while they are within `retain_revisions` of the newest revision
 //! (a read at a revision inside that window sees the key as it was then) and collected by the
 //! next write of the key after that.
@@ -48,7 +48,7 @@ pub enum Condition {
     Absent,
 }
 
-/// A change to the store, applied by the writer.
+/// A change to the store, carried by a log entry and applied by the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Sets `key` to `value`.
@@ -471,9 +471,9 @@ impl Store {
         Ok(ScanPage { items, more })
     }
 
-    /// Turns `commands` into one batch.
-    /// Called by the writer thread only: the outcomes assume no other change lands between
-    /// this call and the write of the batch.
+    /// Turns `commands` into one batch. Called by the state machine only, one call at a time:
+    /// the outcomes assume no other change lands between this call and the write of the
+    /// batch.
     pub fn apply_group(&self, commands: Vec<Stamped>) -> AppliedGroup {
         let mut g = Group {
             store: self,
