@@ -81,6 +81,32 @@ impl KvService {
         Ok(txn.snapshot)
     }
 
+    /// Admits a read: inside transaction `txn` (when not 0) at its snapshot, else at `level`.
+    /// Returns the level served, the session token and the revision to read at (`None`: the
+    /// newest).
+    async fn admit(
+        &self,
+        txn: u64,
+        level: v1::ConsistencyLevel,
+        consistency: Option<&v1::Consistency>,
+        session: Option<&v1::Session>,
+        ns: &NamespaceMeta,
+    ) -> Result<(v1::ConsistencyLevel, SessionToken, Option<u64>), ServiceError> {
+        if txn != 0 {
+            let snapshot = self.txn_snapshot(txn, ns)?;
+            return Ok((
+                v1::ConsistencyLevel::Linearizable,
+                SessionToken::new(),
+                Some(snapshot),
+            ));
+        }
+        let (served, token) = self
+            .node
+            .admit_read(level, consistency, session, ns)
+            .await?;
+        Ok((served, token, None))
+    }
+
     fn primary_backup(ns: &NamespaceMeta) -> Result<(), ServiceError> {
         if is_quorum(ns) {
             return Err(ServiceError::FailedPrecondition {
@@ -371,19 +397,15 @@ impl KvService {
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
         let level = check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
-        let (served, mut token, at) = match req.transaction {
-            0 => {
-                let (served, token) = n
-                    .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
-                    .await?;
-                (served, token, None)
-            }
-            t => (
-                v1::ConsistencyLevel::Linearizable,
-                SessionToken::new(),
-                Some(self.txn_snapshot(t, &ns)?),
-            ),
-        };
+        let (served, mut token, at) = self
+            .admit(
+                req.transaction,
+                level,
+                req.consistency.as_ref(),
+                req.session.as_ref(),
+                &ns,
+            )
+            .await?;
         // Every write up to this revision is visible to the read.
         let served_at = at.unwrap_or_else(|| n.store.applied());
         let (id, key) = (ns.id, req.key.clone());
@@ -568,19 +590,15 @@ impl KvService {
                 ))
             }
         };
-        let (served, mut token, at) = match req.transaction {
-            0 => {
-                let (served, token) = n
-                    .admit_read(level, req.consistency.as_ref(), req.session.as_ref(), &ns)
-                    .await?;
-                (served, token, None)
-            }
-            t => (
-                v1::ConsistencyLevel::Linearizable,
-                SessionToken::new(),
-                Some(self.txn_snapshot(t, &ns)?),
-            ),
-        };
+        let (served, mut token, at) = self
+            .admit(
+                req.transaction,
+                level,
+                req.consistency.as_ref(),
+                req.session.as_ref(),
+                &ns,
+            )
+            .await?;
         let served_at = at.unwrap_or_else(|| n.store.applied());
         let (id, end) = (ns.id, req.end_key.clone());
         let page = n
