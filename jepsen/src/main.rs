@@ -279,10 +279,10 @@ async fn suite(args: SuiteArgs) -> u8 {
     );
     let started = std::time::Instant::now();
     let results = suite::run(&cases, &cfg).await;
-    println!("\n{:<42} {:>6} {:>8}  result", "case", "status", "time");
+    println!("\n{:<46} {:>6} {:>8}  result", "case", "status", "time");
     for r in &results {
         println!(
-            "{:<42} {:>6} {:>7.1}s  {}",
+            "{:<46} {:>6} {:>7.1}s  {}",
             r.name,
             if r.passed { "PASS" } else { "FAIL" },
             r.elapsed.as_secs_f64(),

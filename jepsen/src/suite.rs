@@ -7,7 +7,12 @@
 //!
 //! - always (one node is enough): linearizable register and list-append under kill and
 //!   pause; the session guarantees (list-append through sessions at EVENTUAL) under kill and
-//!   pause; eventual register under kill and clock skew; the grow-only set under kill; and the
+//!   pause; eventual register under kill and clock skew; the grow-only set under kill;
+//!   list-append transactions (`txn`, Elle at strict serializability) and the `bank` under
+//!   kill and pause; the **skipped-validation self-test**: every node started with
+//!   `--unsafe-skip-txn-validation` (commits skip read-set validation), the `txn` workload
+//!   checked as strict serializable, which must be caught (lost updates show as
+//!   incompatible orders, G-single or G2); and the
 //!   **split-brain self-test**: two nodes that are each a cluster of one (no replication at
 //!   all) behind one set of clients, checked as a linearizable register. Writes that land on
 //!   one node are never seen on the other, so the referee must find a stale read. This proves
@@ -15,7 +20,8 @@
 //!   real consistency violation produced by real servers; it does not prove any particular
 //!   server bug would be caught.
 //! - with `--nodes 3` or more (needs `dialkv serve --peers`): the same runs on the replicated
-//!   cluster with partitions added, sequential and eventual reads, and the **stale-read
+//!   cluster with partitions added (the transactional ones under partition, kill and pause),
+//!   sequential and eventual reads, and the **stale-read
 //!   self-test**: every node started with `--unsafe-stale-linearizable-reads` (a leader
 //!   answers linearizable reads without the ReadIndex check) with the leader cut off for 4-10 s
 //!   at a time, checked as a linearizable register: a deposed leader serving reads must be
@@ -87,8 +93,8 @@ fn case(
 /// Returns the CI cases for a cluster of `nodes`.
 pub fn ci_cases(nodes: usize) -> Vec<Case> {
     use FaultKind::{Clock, Kill, Partition, PartitionLeader, Pause};
-    use Level::{Eventual, Linearizable, Sequential};
-    use WorkloadKind::{ListAppend, Register, Session, Set};
+    use Level::{Eventual, Linearizable, Sequential, StrictSerializable};
+    use WorkloadKind::{Bank, ListAppend, Register, Session, Set, Txn};
     let mut cases = vec![
         case(
             "register-linearizable-kill-pause",
@@ -127,6 +133,22 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
             Set,
             Linearizable,
             &[Kill],
+            nodes,
+            20,
+        ),
+        case(
+            "txn-strict-serializable-kill-pause",
+            Txn,
+            StrictSerializable,
+            &[Kill, Pause],
+            nodes,
+            25,
+        ),
+        case(
+            "bank-strict-serializable-kill-pause",
+            Bank,
+            StrictSerializable,
+            &[Kill, Pause],
             nodes,
             20,
         ),
@@ -181,7 +203,29 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
                 nodes,
                 20,
             ),
+            case(
+                "txn-strict-serializable-partition-kill-pause",
+                Txn,
+                StrictSerializable,
+                &[Partition, Kill, Pause],
+                nodes,
+                30,
+            ),
+            case(
+                "bank-strict-serializable-partition-kill-pause",
+                Bank,
+                StrictSerializable,
+                &[Partition, Kill, Pause],
+                nodes,
+                25,
+            ),
         ];
+        // A failover takes about 3 s (an election timeout of 1-2 s after the leader lease):
+        // longer faults make transactions span primary changes (begun at one primary,
+        // committed at the next, or cut off mid-commit).
+        for c in cases.iter_mut().filter(|c| c.workload.transactional()) {
+            c.interval = Duration::from_secs(7);
+        }
         let mut stale = case(
             "selftest-stale-linearizable-reads",
             Register,
@@ -197,6 +241,20 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
         stale.server_args = vec!["--unsafe-stale-linearizable-reads".into()];
         cases.push(stale);
     }
+    // Commits that skip read-set validation: concurrent read-modify-writes of one key both
+    // commit, so appends are lost and lists diverge (lost update, G-single, G2, incompatible
+    // orders). No faults are needed; concurrency alone breaks it.
+    let mut skip = case(
+        "selftest-txn-skip-validation",
+        Txn,
+        StrictSerializable,
+        &[],
+        nodes,
+        15,
+    );
+    skip.expect = Expect::Caught;
+    skip.server_args = vec!["--unsafe-skip-txn-validation".into()];
+    cases.push(skip);
     let mut split = case("selftest-split-brain", Register, Linearizable, &[], 2, 15);
     split.expect = Expect::Caught;
     split.split_brain = true;
