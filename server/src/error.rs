@@ -70,6 +70,11 @@ pub enum ServiceError {
         reason: &'static str,
         message: String,
     },
+    /// A transaction's commit found that `key`, which it read, changed after its snapshot;
+    /// nothing was written. Retry the whole transaction. The key is in the `ErrorInfo`
+    /// metadata (`key`, and `key_hex` for keys that are not UTF-8).
+    #[error("{message}")]
+    Conflict { key: bytes::Bytes, message: String },
     /// A write's outcome is unknown: it may or may not take effect. Check before retrying
     /// with a new request id (a retry with the same request id is safe).
     #[error("{message}")]
@@ -115,6 +120,7 @@ impl ServiceError {
             | ServiceError::Aborted { reason, .. }
             | ServiceError::ResourceExhausted { reason, .. } => reason,
             ServiceError::NotLeader { .. } => "NOT_LEADER",
+            ServiceError::Conflict { .. } => "TRANSACTION_CONFLICT",
             ServiceError::Forwarded(_) => "FORWARDED",
         }
     }
@@ -127,13 +133,23 @@ pub fn status(err: ServiceError) -> tonic::Status {
     }
     let mut details = ErrorDetails::new();
     let mut metadata = std::collections::HashMap::new();
-    if let ServiceError::NotLeader {
-        leader: Some((id, addr)),
-        ..
-    } = &err
-    {
-        metadata.insert("leader_id".to_string(), id.to_string());
-        metadata.insert("leader_address".to_string(), addr.clone());
+    match &err {
+        ServiceError::NotLeader {
+            leader: Some((id, addr)),
+            ..
+        } => {
+            metadata.insert("leader_id".to_string(), id.to_string());
+            metadata.insert("leader_address".to_string(), addr.clone());
+        }
+        ServiceError::Conflict { key, .. } => match std::str::from_utf8(key) {
+            Ok(k) => {
+                metadata.insert("key".to_string(), k.to_string());
+            }
+            Err(_) => {
+                metadata.insert("key_hex".to_string(), hex_of(key));
+            }
+        },
+        _ => {}
     }
     details.set_error_info(err.reason(), ERROR_DOMAIN, metadata);
     let (code, message) = match &err {
@@ -156,13 +172,19 @@ pub fn status(err: ServiceError) -> tonic::Status {
             (tonic::Code::Unavailable, err.to_string())
         }
         ServiceError::Indeterminate { .. } => (tonic::Code::DeadlineExceeded, err.to_string()),
-        ServiceError::Aborted { .. } => (tonic::Code::Aborted, err.to_string()),
+        ServiceError::Aborted { .. } | ServiceError::Conflict { .. } => {
+            (tonic::Code::Aborted, err.to_string())
+        }
         ServiceError::ResourceExhausted { retry_after, .. } => {
             details.set_retry_info(*retry_after);
             (tonic::Code::ResourceExhausted, err.to_string())
         }
     };
     tonic::Status::with_error_details(code, message, details)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl From<ServiceError> for tonic::Status {

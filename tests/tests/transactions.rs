@@ -122,6 +122,8 @@ async fn conflicting_transactions_abort_and_write_nothing() {
     assert_eq!(e.code(), Code::Aborted, "{e}");
     assert_eq!(reason(&e), "TRANSACTION_CONFLICT");
     assert!(e.message().contains("key x"), "{}", e.message());
+    let info = e.get_details_error_info().expect("error info");
+    assert_eq!(info.metadata.get("key").map(String::as_str), Some("x"));
     let z = kv
         .get(v1::GetRequest {
             namespace: "default".into(),

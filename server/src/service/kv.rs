@@ -243,12 +243,12 @@ impl KvService {
                 }
                 Ok(v1::CommitResponse { header: n.header(v1::ConsistencyLevel::Linearizable, &token), version: version(revision) })
             }
-            Outcome::Committed { conflict: Some(key), .. } => Err(ServiceError::Aborted {
-                reason: "TRANSACTION_CONFLICT",
+            Outcome::Committed { conflict: Some(key), .. } => Err(ServiceError::Conflict {
                 message: format!(
                     "key {} changed after the transaction's snapshot; nothing was written, retry the transaction",
                     String::from_utf8_lossy(&key)
                 ),
+                key,
             }),
             other => unreachable!("a commit command has a committed outcome: {other:?}"),
         }
