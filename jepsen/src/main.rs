@@ -88,6 +88,10 @@ struct RunArgs {
     /// Self-test: make every node a cluster of its own (a broken "replicated" system).
     #[arg(long)]
     split_brain: bool,
+    /// Bind each client to one node (worker w to node w mod n) instead of letting it follow
+    /// the primary.
+    #[arg(long)]
+    pin_clients: bool,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -224,6 +228,7 @@ async fn run(args: RunArgs) -> u8 {
         rate: args.rate,
         server_args: args.server_args,
         split_brain: args.split_brain,
+        pin_clients: args.pin_clients,
         progress: !args.no_progress,
     };
     eprintln!(

@@ -100,6 +100,10 @@ pub struct RunConfig {
     /// Run every node as a cluster of its own (the split-brain self-test): a deliberately
     /// broken system.
     pub split_brain: bool,
+    /// Bind each client to one node (worker `w` to node `w mod n`), as Jepsen's clients are,
+    /// instead of letting it follow the primary: so that some clients keep talking to a node
+    /// however it behaves (the stale-read self-test needs reads at a deposed primary).
+    pub pin_clients: bool,
     /// Show a progress bar.
     pub progress: bool,
 }
@@ -252,10 +256,16 @@ async fn run_op(
 }
 
 /// Builds the client of worker `w`: every endpoint, starting at node `w mod n`, so the
-/// workers spread over the nodes.
-fn worker_client(endpoints: &[String], w: usize, op_timeout: Duration) -> anyhow::Result<Client> {
+/// workers spread over the nodes; with `pin`, only node `w mod n`.
+fn worker_client(
+    endpoints: &[String],
+    w: usize,
+    op_timeout: Duration,
+    pin: bool,
+) -> anyhow::Result<Client> {
     let n = endpoints.len();
-    let rotated: Vec<String> = (0..n).map(|i| endpoints[(w + i) % n].clone()).collect();
+    let count = if pin { 1 } else { n };
+    let rotated: Vec<String> = (0..count).map(|i| endpoints[(w + i) % n].clone()).collect();
     Client::builder()
         .endpoints(rotated)
         .timeout(op_timeout)
@@ -335,7 +345,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
     let deadline = start + cfg.time;
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..cfg.concurrency {
-        let client = worker_client(&endpoints, w, cfg.op_timeout)?;
+        let client = worker_client(&endpoints, w, cfg.op_timeout, cfg.pin_clients)?;
         // A stateless server learns a client's order only from its session token: the
         // session workload, and every SEQUENTIAL or CAUSAL run, give each client a session.
         let needs_session = cfg.workload == WorkloadKind::Session

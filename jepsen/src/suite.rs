@@ -66,6 +66,8 @@ pub struct Case {
     pub server_args: Vec<String>,
     /// Mean time between faults (faults last 40-100 % of it).
     pub interval: Duration,
+    /// Bind each client to one node (see `RunConfig::pin_clients`).
+    pub pin_clients: bool,
 }
 
 fn case(
@@ -87,6 +89,7 @@ fn case(
         split_brain: false,
         server_args: Vec::new(),
         interval: Duration::from_secs(4),
+        pin_clients: false,
     }
 }
 
@@ -239,6 +242,9 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
         stale.interval = Duration::from_secs(10);
         stale.expect = Expect::Caught;
         stale.server_args = vec!["--unsafe-stale-linearizable-reads".into()];
+        // Clients bound to their nodes: those of the cut-off primary keep reading there (a
+        // client free to move follows the writes to the new primary and never reads stale).
+        stale.pin_clients = true;
         cases.push(stale);
     }
     // Commits that skip read-set validation: concurrent read-modify-writes of one key both
@@ -334,6 +340,7 @@ pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
             rate: 300,
             server_args: c.server_args.clone(),
             split_brain: c.split_brain,
+            pin_clients: c.pin_clients,
             progress: cfg.progress,
         };
         let started = Instant::now();
