@@ -141,10 +141,18 @@ pub struct Cluster {
     network: Option<Network>,
 }
 
-/// Binds a free loopback port and releases it for a node to take.
-fn free_port() -> anyhow::Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")?;
-    l.local_addr().context("reading a bound port")
+/// Reserves `n` distinct free loopback ports: all stay bound (so neither the OS nor the link
+/// proxies can take one) until the returned listeners are dropped, just before the nodes
+/// start and bind them.
+fn reserve_ports(n: usize) -> anyhow::Result<(Vec<SocketAddr>, Vec<TcpListener>)> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding a free loopback port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let addrs = listeners
+        .iter()
+        .map(|l| l.local_addr().context("reading a bound port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((addrs, listeners))
 }
 
 impl Cluster {
@@ -170,9 +178,12 @@ impl Cluster {
                 .with_context(|| format!("creating {}", config.dir.join(sub).display()))?;
         }
         let ids: Vec<NodeId> = (1..=config.nodes as NodeId).collect();
+        // Each node's gRPC port, then its admin port.
+        let (ports, reserved) = reserve_ports(2 * ids.len())?;
+        let mut ports = ports.into_iter();
         let mut listen = BTreeMap::new();
         for &id in &ids {
-            listen.insert(id, free_port()?);
+            listen.insert(id, ports.next().context("a port per node")?);
         }
         let network = if config.replicated && config.nodes > 1 {
             Some(Network::start(&listen).await?)
@@ -206,7 +217,7 @@ impl Cluster {
                 Node {
                     id,
                     listen: listen[&id],
-                    admin: free_port()?,
+                    admin: ports.next().context("an admin port per node")?,
                     data_dir,
                     log: config.dir.join("nodes").join(format!("n{id}.log")),
                     clock_file,
@@ -222,6 +233,7 @@ impl Cluster {
             nodes,
             network,
         };
+        drop(reserved);
         let all = cluster.ids();
         cluster.start_nodes(&all).await?;
         Ok(cluster)
