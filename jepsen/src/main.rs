@@ -299,9 +299,6 @@ async fn suite(args: SuiteArgs) -> u8 {
         started.elapsed().as_secs_f64()
     );
     let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
-    if failed.is_empty() {
-        return 0;
-    }
     for r in &failed {
         println!(
             "\nFAILED {}:\n{}\nreport: {}",
@@ -309,6 +306,15 @@ async fn suite(args: SuiteArgs) -> u8 {
             r.summary,
             r.report.join("index.html").display()
         );
+    }
+    // The plain closing line CI systems read.
+    println!(
+        "\njepsen: {} passed, {} failed",
+        results.len() - failed.len(),
+        failed.len()
+    );
+    if failed.is_empty() {
+        return 0;
     }
     if failed.iter().any(|r| r.broken) {
         EXIT_BROKEN
