@@ -60,49 +60,69 @@ async fn get(
     .map(tonic::Response::into_inner)
 }
 
-/// Starts one writer per replica endpoint, each putting unique keys until `stop`, recording
-/// each acknowledged key with its value and time.
-fn start_load(
-    cluster: &TestCluster,
-    acked: &Acked,
-    stop: &Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for (w, node) in cluster.nodes.iter().enumerate() {
-        let endpoint = node.endpoint();
-        let acked = acked.clone();
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let channel = Channel::from_shared(endpoint)
-                .expect("endpoint")
-                .timeout(Duration::from_secs(3))
-                .connect_lazy();
-            let mut kv = v1::kv_client::KvClient::new(channel);
-            let mut i = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (key, value) = (format!("w{w}-{i:06}"), format!("v{w}-{i}"));
-                i += 1;
-                if put(&mut kv, &key, &value).await.is_ok() {
-                    acked
-                        .lock()
-                        .expect("acked")
-                        .insert(key, (value, Instant::now()));
-                } else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }));
-    }
-    tasks
+/// A write load: one writer per replica endpoint, each putting unique keys until stopped,
+/// recording each acknowledged key with its value and time.
+struct Load {
+    acked: Acked,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn stop_load(
-    stop: &Arc<std::sync::atomic::AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-) {
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in tasks {
-        t.await.expect("writer task");
+impl Load {
+    fn start(cluster: &TestCluster) -> Load {
+        let acked: Acked = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (w, node) in cluster.nodes.iter().enumerate() {
+            let endpoint = node.endpoint();
+            let (acked, stop) = (acked.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let channel = Channel::from_shared(endpoint)
+                    .expect("endpoint")
+                    .timeout(Duration::from_secs(3))
+                    .connect_lazy();
+                let mut kv = v1::kv_client::KvClient::new(channel);
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (key, value) = (format!("w{w}-{i:06}"), format!("v{w}-{i}"));
+                    i += 1;
+                    if put(&mut kv, &key, &value).await.is_ok() {
+                        acked
+                            .lock()
+                            .expect("acked")
+                            .insert(key, (value, Instant::now()));
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }));
+        }
+        Load { acked, stop, tasks }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().expect("acked").len()
+    }
+
+    /// Waits (up to 60 s) until `more` writes beyond those acknowledged so far are.
+    async fn wait_for_more(&self, more: usize, what: &str) {
+        let target = self.count() + more;
+        wait_for(what, Duration::from_secs(60), || {
+            let n = self.count();
+            async move { n >= target }
+        })
+        .await
+        .expect(what);
+    }
+
+    /// Stops the writers and returns every acknowledged write.
+    async fn stop(self) -> BTreeMap<String, (String, Instant)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("writer task");
+        }
+        let acked = self.acked.lock().expect("acked");
+        acked.clone()
     }
 }
 
@@ -133,25 +153,14 @@ async fn check_acked(node: &TestServer, acked: &BTreeMap<String, (String, Instan
     }
 }
 
-async fn count(acked: &Acked) -> usize {
-    acked.lock().expect("acked").len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_primary_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = TestCluster::start(dir.path(), 3, &[])
         .await
         .expect("cluster");
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let tasks = start_load(&cluster, &acked, &stop);
-    wait_for("100 acknowledged writes", Duration::from_secs(60), || {
-        let acked = acked.clone();
-        async move { count(&acked).await >= 100 }
-    })
-    .await
-    .expect("load runs");
+    let load = Load::start(&cluster);
+    load.wait_for_more(100, "100 acknowledged writes").await;
     let leader = cluster
         .leader(Duration::from_secs(10))
         .await
@@ -163,15 +172,8 @@ async fn killing_the_primary_under_load_loses_no_acknowledged_write() {
         .await
         .expect("a new primary");
     assert_ne!(new_leader, leader);
-    let before = count(&acked).await;
-    wait_for("writes after the failover", Duration::from_secs(30), || {
-        let acked = acked.clone();
-        async move { count(&acked).await >= before + 50 }
-    })
-    .await
-    .expect("the new primary serves writes");
-    stop_load(&stop, tasks).await;
-    let acked = acked.lock().expect("acked").clone();
+    load.wait_for_more(50, "writes after the failover").await;
+    let acked = load.stop().await;
     let first_after = acked
         .values()
         .map(|(_, t)| *t)
@@ -191,19 +193,12 @@ async fn killing_every_replica_and_restarting_loses_nothing() {
     let mut cluster = TestCluster::start(dir.path(), 3, &[])
         .await
         .expect("cluster");
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let tasks = start_load(&cluster, &acked, &stop);
-    wait_for("200 acknowledged writes", Duration::from_secs(60), || {
-        let acked = acked.clone();
-        async move { count(&acked).await >= 200 }
-    })
-    .await
-    .expect("load runs");
+    let load = Load::start(&cluster);
+    load.wait_for_more(200, "200 acknowledged writes").await;
     for n in cluster.nodes.iter_mut() {
         n.kill();
     }
-    stop_load(&stop, tasks).await;
+    let acked = load.stop().await;
     for n in cluster.nodes.iter_mut() {
         n.restart().expect("restart");
     }
@@ -211,7 +206,6 @@ async fn killing_every_replica_and_restarting_loses_nothing() {
         .leader(Duration::from_secs(60))
         .await
         .expect("a primary after restart");
-    let acked = acked.lock().expect("acked").clone();
     check_acked(&cluster.nodes[(leader - 1) as usize], &acked).await;
 }
 
@@ -388,9 +382,7 @@ async fn adding_and_removing_replicas_under_load_loses_no_acknowledged_write() {
     let cluster = TestCluster::start(dir.path(), 3, &[])
         .await
         .expect("cluster");
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let tasks = start_load(&cluster, &acked, &stop);
+    let load = Load::start(&cluster);
     // Replica 4 starts empty and waits to be added.
     let dir4 = dir.path().join("n4");
     std::fs::create_dir_all(&dir4).expect("dir");
@@ -426,15 +418,8 @@ async fn adding_and_removing_replicas_under_load_loses_no_acknowledged_write() {
         .await
         .expect_err("not a member");
     assert_eq!(missing.code(), tonic::Code::FailedPrecondition, "{missing}");
-    let before = count(&acked).await;
-    wait_for("writes after the changes", Duration::from_secs(30), || {
-        let acked = acked.clone();
-        async move { count(&acked).await >= before + 50 }
-    })
-    .await
-    .expect("writes continue");
-    stop_load(&stop, tasks).await;
-    let acked = acked.lock().expect("acked").clone();
+    load.wait_for_more(50, "writes after the changes").await;
+    let acked = load.stop().await;
     check_acked(&fourth, &acked).await;
 }
 
