@@ -13,9 +13,17 @@
 //! was dropped and created again under the same name starts a new incarnation, and entries of
 //! the old one are ignored rather than waited for.
 //!
+//! Quorum (leaderless) namespaces have no single order of writes: for them an entry also keeps
+//! two vectors over the replicas' update streams (Bayou's read and write vectors): how far the
+//! session has read and written from each origin replica. A replica serves the session once
+//! its own applied vector covers what the guarantees asked for need.
+//!
 //! Binary form (version 1): `0x01`, then per entry `varint(name length) ‖ name ‖
 //! varint(incarnation) ‖ varint(read revision) ‖ varint(write revision)`, entries in name
-//! order. Text form: the binary form in unpadded URL-safe base64, fit for a cookie.
+//! order. Version 2 (written when some entry has vectors): `0x02`, then per entry the version
+//! 1 fields followed by the read vector and the write vector, each `varint(count)` then
+//! `varint(replica) ‖ varint(counter)` per non-zero entry in replica order. Text form: the
+//! binary form in unpadded URL-safe base64, fit for a cookie.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,8 +31,10 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 
+use crate::clock::VectorClock;
+
 /// The revision counters of one namespace in a session.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceProgress {
     /// The namespace's incarnation (its numeric id when created).
     pub incarnation: u64,
@@ -32,6 +42,21 @@ pub struct NamespaceProgress {
     pub read: u64,
     /// The newest revision the session has written.
     pub write: u64,
+    /// Quorum namespaces: per origin replica, how far into its update stream the session has
+    /// read.
+    pub read_vector: VectorClock,
+    /// Quorum namespaces: per origin replica, how far into its update stream the session has
+    /// written.
+    pub write_vector: VectorClock,
+}
+
+impl NamespaceProgress {
+    fn empty(incarnation: u64) -> Self {
+        Self {
+            incarnation,
+            ..Self::default()
+        }
+    }
 }
 
 /// A session token: progress per namespace.
@@ -52,6 +77,9 @@ pub enum TokenError {
 }
 
 const VERSION: u8 = 1;
+const VERSION_VECTORS: u8 = 2;
+/// Vector entries past this many are refused when decoding.
+pub const MAX_VECTOR_ENTRIES: usize = 1024;
 /// Entries past this many are refused when decoding, so a hostile token cannot make a server
 /// allocate without bound.
 pub const MAX_ENTRIES: usize = 4096;
@@ -71,12 +99,29 @@ impl SessionToken {
     /// token has none or holds an older incarnation.
     pub fn progress(&self, namespace: &str, incarnation: u64) -> NamespaceProgress {
         match self.entries.get(namespace) {
-            Some(p) if p.incarnation == incarnation => *p,
-            _ => NamespaceProgress {
-                incarnation,
-                read: 0,
-                write: 0,
-            },
+            Some(p) if p.incarnation == incarnation => p.clone(),
+            _ => NamespaceProgress::empty(incarnation),
+        }
+    }
+
+    /// Records a read of a quorum namespace that saw everything in `seen`.
+    pub fn observe_vector_read(&mut self, namespace: &str, incarnation: u64, seen: &VectorClock) {
+        if let Some(e) = self.entry(namespace, incarnation) {
+            e.read_vector.merge(seen);
+        }
+    }
+
+    /// Records a write to a quorum namespace at the positions `written` (the write's own
+    /// origin and counter). A write is also read by its writer.
+    pub fn observe_vector_write(
+        &mut self,
+        namespace: &str,
+        incarnation: u64,
+        written: &VectorClock,
+    ) {
+        if let Some(e) = self.entry(namespace, incarnation) {
+            e.write_vector.merge(written);
+            e.read_vector.merge(written);
         }
     }
 
@@ -102,17 +147,9 @@ impl SessionToken {
         let e = self
             .entries
             .entry(namespace.to_string())
-            .or_insert(NamespaceProgress {
-                incarnation,
-                read: 0,
-                write: 0,
-            });
+            .or_insert_with(|| NamespaceProgress::empty(incarnation));
         if incarnation > e.incarnation {
-            *e = NamespaceProgress {
-                incarnation,
-                read: 0,
-                write: 0,
-            };
+            *e = NamespaceProgress::empty(incarnation);
         }
         (e.incarnation == incarnation).then_some(e)
     }
@@ -122,10 +159,12 @@ impl SessionToken {
         for (name, p) in &other.entries {
             let e = self.entries.entry(name.clone()).or_default();
             if p.incarnation > e.incarnation {
-                *e = *p;
+                *e = p.clone();
             } else if p.incarnation == e.incarnation {
                 e.read = e.read.max(p.read);
                 e.write = e.write.max(p.write);
+                e.read_vector.merge(&p.read_vector);
+                e.write_vector.merge(&p.write_vector);
             }
         }
     }
@@ -135,13 +174,21 @@ impl SessionToken {
         if self.entries.is_empty() {
             return Vec::new();
         }
-        let mut out = vec![VERSION];
+        let vectors = self
+            .entries
+            .values()
+            .any(|p| !p.read_vector.is_empty() || !p.write_vector.is_empty());
+        let mut out = vec![if vectors { VERSION_VECTORS } else { VERSION }];
         for (name, p) in &self.entries {
             put_varint(&mut out, name.len() as u64);
             out.extend_from_slice(name.as_bytes());
             put_varint(&mut out, p.incarnation);
             put_varint(&mut out, p.read);
             put_varint(&mut out, p.write);
+            if vectors {
+                put_vector(&mut out, &p.read_vector);
+                put_vector(&mut out, &p.write_vector);
+            }
         }
         out
     }
@@ -151,7 +198,7 @@ impl SessionToken {
         let Some((&version, mut rest)) = bytes.split_first() else {
             return Ok(Self::new());
         };
-        if version != VERSION {
+        if version != VERSION && version != VERSION_VECTORS {
             return Err(TokenError::UnknownVersion(version));
         }
         let mut entries = BTreeMap::new();
@@ -168,15 +215,40 @@ impl SessionToken {
             let name = std::str::from_utf8(name)
                 .map_err(|_| TokenError::Malformed("name is not UTF-8"))?
                 .to_string();
-            let p = NamespaceProgress {
+            let mut p = NamespaceProgress {
                 incarnation: take_varint(&mut rest)?,
                 read: take_varint(&mut rest)?,
                 write: take_varint(&mut rest)?,
+                ..NamespaceProgress::default()
             };
+            if version == VERSION_VECTORS {
+                p.read_vector = take_vector(&mut rest)?;
+                p.write_vector = take_vector(&mut rest)?;
+            }
             entries.insert(name, p);
         }
         Ok(Self { entries })
     }
+}
+
+fn put_vector(out: &mut Vec<u8>, v: &VectorClock) {
+    put_varint(out, v.iter().count() as u64);
+    for (r, c) in v.iter() {
+        put_varint(out, r);
+        put_varint(out, c);
+    }
+}
+
+fn take_vector(rest: &mut &[u8]) -> Result<VectorClock, TokenError> {
+    let n = take_varint(rest)? as usize;
+    if n > MAX_VECTOR_ENTRIES {
+        return Err(TokenError::Malformed("too many vector entries"));
+    }
+    let mut pairs = Vec::with_capacity(n);
+    for _ in 0..n {
+        pairs.push((take_varint(rest)?, take_varint(rest)?));
+    }
+    Ok(VectorClock::from_entries(pairs))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -228,13 +300,20 @@ mod tests {
     fn token() -> impl Strategy<Value = SessionToken> {
         proptest::collection::btree_map(
             "[a-c]{1,2}",
-            (0u64..3, any::<u64>(), any::<u64>()).prop_map(|(incarnation, read, write)| {
-                NamespaceProgress {
+            (
+                0u64..3,
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec((1u64..4, 0u64..100), 0..3),
+                proptest::collection::vec((1u64..4, 0u64..100), 0..3),
+            )
+                .prop_map(|(incarnation, read, write, rv, wv)| NamespaceProgress {
                     incarnation,
                     read,
                     write,
-                }
-            }),
+                    read_vector: VectorClock::from_entries(rv),
+                    write_vector: VectorClock::from_entries(wv),
+                }),
             0..4,
         )
         .prop_map(|entries| SessionToken { entries })
@@ -271,7 +350,7 @@ mod tests {
             NamespaceProgress {
                 incarnation: 2,
                 read: 3,
-                write: 0
+                ..NamespaceProgress::default()
             }
         );
         assert_eq!(t.progress("ns", 1).write, 0);

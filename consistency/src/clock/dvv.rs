@@ -201,6 +201,12 @@ impl<T: Clone> Siblings<T> {
             .collect();
     }
 
+    /// Keeps only the versions `keep` accepts (a conflict policy such as last-writer-wins
+    /// prunes concurrent versions this way). The versions kept stay pairwise concurrent.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Version<T>) -> bool) {
+        self.versions.retain(|v| keep(v));
+    }
+
     /// Returns the result of [`Siblings::sync`] without changing `self`.
     pub fn synced(&self, other: &Siblings<T>) -> Siblings<T> {
         let mut out = self.clone();
