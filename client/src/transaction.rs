@@ -1396,6 +1396,7 @@ mod tests {
                     context: Bytes::new(),
                 }),
                 value: found.map(|(v, _)| v).unwrap_or_default(),
+                siblings: Vec::new(),
             }))
         }
 
