@@ -97,6 +97,20 @@ pub struct ServeArgs {
     /// fault-injection harness can prove it catches the anomalies that follow.
     #[arg(long, hide = true)]
     pub unsafe_skip_txn_validation: bool,
+    /// Quorum namespaces: run anti-entropy with one peer (in turn) every this many
+    /// milliseconds (default 5000).
+    #[arg(long, env = "DIALKV_ANTI_ENTROPY_MS")]
+    pub anti_entropy_ms: Option<u64>,
+    /// Quorum namespaces: keep a deletion's tombstone this many milliseconds after every
+    /// replica has it before collecting it (default 3600000, one hour). A replica that
+    /// comes back after a longer absence with its old data can bring deleted keys back.
+    #[arg(long, env = "DIALKV_TOMBSTONE_GRACE_MS")]
+    pub tombstone_grace_ms: Option<u64>,
+    /// TEST ONLY, UNSAFE: serve LINEARIZABLE requests on quorum namespaces with one replica
+    /// read and one written, quorums that need not intersect, so that the fault-injection
+    /// harness can prove it catches the stale reads that follow.
+    #[arg(long, hide = true)]
+    pub unsafe_weak_quorums: bool,
 }
 
 /// The settings a TOML file may hold.
@@ -123,6 +137,8 @@ struct FileConfig {
     commit_timeout_ms: Option<u64>,
     max_transactions: Option<usize>,
     txn_max_age_ms: Option<u64>,
+    anti_entropy_ms: Option<u64>,
+    tombstone_grace_ms: Option<u64>,
 }
 
 /// The resolved configuration of a replica.
@@ -160,6 +176,8 @@ pub struct Config {
     pub txn_max_age: Duration,
     /// Test only: skip transaction validation.
     pub unsafe_skip_txn_validation: bool,
+    /// Quorum protocol settings.
+    pub quorum: crate::quorum::QuorumOptions,
 }
 
 /// The largest key limit a server accepts.
@@ -246,7 +264,26 @@ impl Config {
         if replication.snapshot_every == 0 {
             bail!("snapshot_every must be at least 1");
         }
+        let quorum_defaults = crate::quorum::QuorumOptions::default();
+        let quorum = crate::quorum::QuorumOptions {
+            anti_entropy: ms(
+                args.anti_entropy_ms,
+                file.anti_entropy_ms,
+                quorum_defaults.anti_entropy,
+            ),
+            tombstone_grace: ms(
+                args.tombstone_grace_ms,
+                file.tombstone_grace_ms,
+                quorum_defaults.tombstone_grace,
+            ),
+            unsafe_weak_quorums: args.unsafe_weak_quorums,
+            ..quorum_defaults
+        };
+        if quorum.anti_entropy.is_zero() {
+            bail!("anti_entropy_ms must be at least 1");
+        }
         Ok(Config {
+            quorum,
             bootstrap,
             replication,
             id,

@@ -1,7 +1,8 @@
 //! Prometheus metrics, served as text on the admin port's `GET /metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the server exports.
@@ -16,6 +17,10 @@ pub struct Metrics {
     pub storage_batch_commands: Histogram,
     /// Time to write and sync one storage batch, in seconds.
     pub storage_sync_seconds: Histogram,
+    /// The quorum protocol's state at this replica, by `what`: `tombstones` (deleted keys
+    /// not yet collected), `pending_updates` (received, waiting for their dependencies),
+    /// `outgoing_log` (own updates not yet applied by every peer), `lag_versions`.
+    pub quorum: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -56,11 +61,20 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.00005, 2.0, 16).expect("static buckets")),
         )
         .expect("static metric definition");
+        let quorum = IntGaugeVec::new(
+            Opts::new(
+                "quorum_state",
+                "the quorum protocol's state at this replica",
+            ),
+            &["what"],
+        )
+        .expect("static metric definition");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
             Box::new(storage_batch_commands.clone()),
             Box::new(storage_sync_seconds.clone()),
+            Box::new(quorum.clone()),
         ] {
             registry
                 .register(m)
@@ -72,6 +86,7 @@ impl Metrics {
             request_seconds,
             storage_batch_commands,
             storage_sync_seconds,
+            quorum,
         }
     }
 

@@ -80,10 +80,21 @@ pub async fn run(
         config.replication.clone(),
     )
     .await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (quorum, quorum_thread) = crate::quorum::Quorum::start(
+        config.id,
+        store.engine().clone(),
+        store.clone(),
+        replica.clone(),
+        config.quorum.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )?;
     let node = Arc::new(Node {
         id: config.id,
         store: store.clone(),
         replica: replica.clone(),
+        quorum: quorum.clone(),
         write_permits: Arc::new(tokio::sync::Semaphore::new(config.write_queue)),
         txns: Transactions::new(config.max_transactions, config.txn_max_age),
         retain_revisions: config.retain_revisions,
@@ -92,7 +103,6 @@ pub async fn run(
         session_wait: config.session_wait,
     });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = tokio::spawn(sweep_dedup(node.clone(), config.dedup_ttl, stop_rx.clone()));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -120,6 +130,11 @@ pub async fn run(
         replica.raft().clone(),
         replica.freshness().clone(),
     ))
+    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let quorum_peer = dialkv_proto::replication::quorum_server::QuorumServer::new(
+        crate::quorum::QuorumService::new(quorum.clone()),
+    )
     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
 
@@ -190,6 +205,7 @@ pub async fn run(
             .add_service(namespaces)
             .add_service(cluster)
             .add_service(raft)
+            .add_service(quorum_peer)
             .serve_with_incoming_shutdown(incoming(listener), wait_stop(stop_rx.clone())),
     );
     let (served, ()) = tokio::join!(
@@ -219,6 +235,15 @@ pub async fn run(
     drop(node);
     // The writer thread ends once the last writer handle is gone, after writing its queue.
     tokio::task::spawn_blocking(move || writer_thread.join()).await?;
+    // The quorum applier ends once its background tasks (stopped above) let go of it.
+    drop(quorum);
+    let joined = tokio::task::spawn_blocking(move || quorum_thread.join());
+    if tokio::time::timeout(Duration::from_secs(5), joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the quorum applier did not stop within 5 s");
+    }
     drop(store);
     tracing::info!(replica = config.id, "stopped");
     served.context("serving gRPC")?;

@@ -131,6 +131,23 @@ async fn namespaces_are_created_listed_and_dropped() {
         .await
         .expect_err("exists");
     assert_eq!(again.code(), Code::AlreadyExists);
+    let too_large = ns
+        .create_namespace(v1::CreateNamespaceRequest {
+            spec: Some(v1::NamespaceSpec {
+                name: "q".into(),
+                protocol: v1::Protocol::Quorum as i32,
+                write_quorum: 2,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("W over N");
+    assert_eq!(too_large.code(), Code::InvalidArgument);
+    assert!(
+        too_large.message().contains("spec.write_quorum"),
+        "{}",
+        too_large.message()
+    );
     let quorum = ns
         .create_namespace(v1::CreateNamespaceRequest {
             spec: Some(v1::NamespaceSpec {
@@ -140,8 +157,16 @@ async fn namespaces_are_created_listed_and_dropped() {
             }),
         })
         .await
-        .expect_err("quorum is not available yet");
-    assert_eq!(quorum.code(), Code::FailedPrecondition);
+        .expect("a quorum namespace")
+        .into_inner()
+        .namespace
+        .and_then(|n| n.spec)
+        .expect("spec");
+    assert_eq!(
+        quorum.conflicts,
+        v1::ConflictPolicy::Lww as i32,
+        "LWW by default"
+    );
     let mut kv = server.kv().await;
     kv.put(v1::PutRequest {
         namespace: "users".into(),

@@ -132,6 +132,8 @@ fn cf_tag(cf: Cf) -> u8 {
         Cf::Dedup => 2,
         Cf::RaftLog => 3,
         Cf::RaftState => 4,
+        Cf::Quorum => 5,
+        Cf::QuorumLog => 6,
     }
 }
 

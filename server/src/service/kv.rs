@@ -31,7 +31,7 @@ impl KvService {
 }
 
 /// Version byte of the scan continuation format: `0x01 ‖ last key returned`.
-const CONTINUATION_V1: u8 = 1;
+pub(crate) const CONTINUATION_V1: u8 = 1;
 
 fn is_quorum(ns: &NamespaceMeta) -> bool {
     ns.spec.protocol == v1::Protocol::Quorum as i32
@@ -396,6 +396,12 @@ impl KvService {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
+        if is_quorum(&ns) {
+            if req.transaction != 0 {
+                Self::primary_backup(&ns)?;
+            }
+            return super::quorum::get(n, &ns, req).await;
+        }
         let level = check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
         let (served, mut token, at) = self
             .admit(
@@ -417,12 +423,14 @@ impl KvService {
                 found: true,
                 value: item.value,
                 version: version(item.revision),
+                siblings: Vec::new(),
             },
             None => v1::GetResponse {
                 header: n.header(served, &token),
                 found: false,
                 value: Bytes::new(),
                 version: None,
+                siblings: Vec::new(),
             },
         })
     }
@@ -457,6 +465,22 @@ impl KvService {
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
         n.limits.check_value("value", &req.value)?;
+        if is_quorum(&ns) {
+            let done = super::quorum::write(
+                n,
+                &ns,
+                &req.key,
+                Some(req.value.clone()),
+                &req.context,
+                req.consistency.as_ref(),
+                req.session.as_ref(),
+            )
+            .await?;
+            return Ok(v1::PutResponse {
+                header: done.header,
+                version: Some(done.version),
+            });
+        }
         check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
         let command = Command::Put {
             ns: ns.spec.name.clone(),
@@ -481,6 +505,23 @@ impl KvService {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
+        if is_quorum(&ns) {
+            let done = super::quorum::write(
+                n,
+                &ns,
+                &req.key,
+                None,
+                &req.context,
+                req.consistency.as_ref(),
+                req.session.as_ref(),
+            )
+            .await?;
+            return Ok(v1::DeleteResponse {
+                header: done.header,
+                existed: done.existed,
+                version: done.existed.then_some(done.version),
+            });
+        }
         check_consistency(req.consistency.as_ref(), is_quorum(&ns), ns.spec.replicas)?;
         let command = Command::Delete {
             ns: ns.spec.name.clone(),
@@ -505,6 +546,15 @@ impl KvService {
         let n = &self.node;
         let ns = n.namespace("namespace", &req.namespace)?;
         n.limits.check_key("key", &req.key)?;
+        if is_quorum(&ns) {
+            return Err(ServiceError::FailedPrecondition {
+                reason: "CAS_NEEDS_PRIMARY_BACKUP",
+                message: format!(
+                    "namespace {:?} is replicated by the quorum protocol, where writes are not ordered by one primary; compare-and-set needs a primary-backup namespace",
+                    ns.spec.name
+                ),
+            });
+        }
         let condition = match req.condition.as_ref().and_then(|c| c.kind.clone()) {
             None => {
                 return Err(ServiceError::invalid(
@@ -590,6 +640,12 @@ impl KvService {
                 ))
             }
         };
+        if is_quorum(&ns) {
+            if req.transaction != 0 {
+                Self::primary_backup(&ns)?;
+            }
+            return super::quorum::scan(n, &ns, req, start).await;
+        }
         let (served, mut token, at) = self
             .admit(
                 req.transaction,

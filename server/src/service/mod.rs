@@ -14,6 +14,7 @@
 pub mod cluster;
 pub mod kv;
 pub mod namespaces;
+pub mod quorum;
 pub mod txn;
 
 use std::future::Future;
@@ -41,8 +42,10 @@ pub struct Node {
     pub id: ReplicaId,
     /// The versioned keyspace.
     pub store: Arc<Store>,
-    /// The Raft group.
+    /// The Raft group (primary-backup namespaces and the namespace catalog).
     pub replica: Replica,
+    /// The leaderless protocol (quorum namespaces).
+    pub quorum: Arc<crate::quorum::Quorum>,
     /// Admission of writes: a permit per write in flight; none left means overload.
     pub write_permits: Arc<tokio::sync::Semaphore>,
     /// Open interactive transactions (at the primary).
@@ -141,18 +144,7 @@ impl Node {
         let Some(session) = session else {
             return Ok(SessionToken::new());
         };
-        let bytes = session
-            .token
-            .as_ref()
-            .map(|t| &t.token[..])
-            .unwrap_or_default();
-        let token = SessionToken::decode(bytes).map_err(|e| {
-            ServiceError::invalid(
-                "session.token",
-                "BAD_SESSION_TOKEN",
-                format!("not a session token: {e}"),
-            )
-        })?;
+        let token = self.decode_token(session)?;
         let g = session.guarantees.unwrap_or_default();
         let progress = token.progress(&ns.spec.name, u64::from(ns.id));
         let mut needed = 0;
@@ -185,6 +177,22 @@ impl Node {
                 retry_after: Some(Duration::from_millis(100)),
             }),
         }
+    }
+
+    /// Decodes the token of a request's session.
+    pub fn decode_token(&self, session: &v1::Session) -> Result<SessionToken, ServiceError> {
+        let bytes = session
+            .token
+            .as_ref()
+            .map(|t| &t.token[..])
+            .unwrap_or_default();
+        SessionToken::decode(bytes).map_err(|e| {
+            ServiceError::invalid(
+                "session.token",
+                "BAD_SESSION_TOKEN",
+                format!("not a session token: {e}"),
+            )
+        })
     }
 
     /// Admits a read at `level` (already validated) of namespace `ns`: waits for what the

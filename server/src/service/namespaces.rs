@@ -47,31 +47,46 @@ impl NamespacesService {
         check_namespace_name("spec.name", &spec.name)?;
         let protocol: v1::Protocol = enum_field("spec.protocol", spec.protocol, "0 to 2")?;
         let conflicts: v1::ConflictPolicy = enum_field("spec.conflicts", spec.conflicts, "0 to 2")?;
-        if protocol == v1::Protocol::Quorum {
-            return Err(ServiceError::FailedPrecondition {
-                reason: "PROTOCOL_UNAVAILABLE",
-                message: "spec.protocol: QUORUM replication is not available on this server yet; create a PRIMARY_BACKUP namespace".into(),
-            });
+        if spec.replicas == 0 {
+            spec.replicas = cluster_size;
         }
-        spec.protocol = v1::Protocol::PrimaryBackup as i32;
-        for (field, v) in [
-            ("spec.write_quorum", spec.write_quorum),
-            ("spec.read_quorum", spec.read_quorum),
-        ] {
-            if v != 0 {
+        if protocol == v1::Protocol::Quorum {
+            for (field, v) in [
+                ("spec.write_quorum", spec.write_quorum),
+                ("spec.read_quorum", spec.read_quorum),
+            ] {
+                if v > spec.replicas {
+                    return Err(ServiceError::invalid(
+                        field,
+                        "QUORUM_TOO_LARGE",
+                        format!("{v} is over the namespace's {} replicas", spec.replicas),
+                    ));
+                }
+            }
+            if conflicts == v1::ConflictPolicy::Unspecified {
+                spec.conflicts = v1::ConflictPolicy::Lww as i32;
+            }
+        } else {
+            spec.protocol = v1::Protocol::PrimaryBackup as i32;
+            for (field, v) in [
+                ("spec.write_quorum", spec.write_quorum),
+                ("spec.read_quorum", spec.read_quorum),
+            ] {
+                if v != 0 {
+                    return Err(ServiceError::invalid(
+                        field,
+                        "QUORUM_NOT_APPLICABLE",
+                        "applies to QUORUM namespaces only; leave it 0 for PRIMARY_BACKUP",
+                    ));
+                }
+            }
+            if conflicts != v1::ConflictPolicy::Unspecified {
                 return Err(ServiceError::invalid(
-                    field,
-                    "QUORUM_NOT_APPLICABLE",
-                    "applies to QUORUM namespaces only; leave it 0 for PRIMARY_BACKUP",
+                    "spec.conflicts",
+                    "CONFLICTS_NOT_APPLICABLE",
+                    "applies to QUORUM namespaces only; leave it unspecified for PRIMARY_BACKUP",
                 ));
             }
-        }
-        if conflicts != v1::ConflictPolicy::Unspecified {
-            return Err(ServiceError::invalid(
-                "spec.conflicts",
-                "CONFLICTS_NOT_APPLICABLE",
-                "applies to QUORUM namespaces only; leave it unspecified for PRIMARY_BACKUP",
-            ));
         }
         if spec.replicas == 0 {
             spec.replicas = cluster_size;

@@ -34,11 +34,25 @@ pub enum Cf {
     Meta,
     /// The dedup table: `(client id, seq)` → the first outcome of that request.
     Dedup,
+    /// Quorum namespaces' data: `(namespace id, key)` → the key's current versions. Not part
+    /// of the Raft state machine (a Raft snapshot never replaces it).
+    Quorum,
+    /// The quorum protocol's own state: this replica's outgoing update log and its applied
+    /// vector.
+    QuorumLog,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 5] = [Cf::Data, Cf::Meta, Cf::Dedup, Cf::RaftLog, Cf::RaftState];
+    pub const ALL: [Cf; 7] = [
+        Cf::Data,
+        Cf::Meta,
+        Cf::Dedup,
+        Cf::RaftLog,
+        Cf::RaftState,
+        Cf::Quorum,
+        Cf::QuorumLog,
+    ];
 
     /// The column families of the replicated state machine: what a snapshot holds.
     pub const STATE_MACHINE: [Cf; 3] = [Cf::Data, Cf::Meta, Cf::Dedup];
@@ -51,6 +65,8 @@ impl Cf {
             Cf::Dedup => "dedup",
             Cf::RaftLog => "raft_log",
             Cf::RaftState => "raft_state",
+            Cf::Quorum => "quorum",
+            Cf::QuorumLog => "quorum_log",
         }
     }
 }

@@ -930,7 +930,9 @@ impl Group<'_> {
         }
         let meta = self.namespace(&name)?;
         let (lo, hi) = keys::namespace_range(meta.id);
-        self.batch.delete_range(Cf::Data, lo, hi);
+        self.batch.delete_range(Cf::Data, lo.clone(), hi.clone());
+        // A quorum namespace's data is keyed by the same namespace prefix.
+        self.batch.delete_range(Cf::Quorum, lo, hi);
         self.batch.delete(Cf::Meta, keys::catalog_key(&name));
         self.batch.delete(Cf::Meta, keys::revision_key(meta.id));
         self.overlay.retain(|(ns, _), _| *ns != meta.id);

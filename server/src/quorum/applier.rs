@@ -1,0 +1,659 @@
+//! The applier: the one thread that changes a replica's quorum data.
+//!
+//! Coordinated writes, updates from other origins, merges (quorum writes, write-backs,
+//! repairs) and tombstone collection all arrive as [`Job`]s. The thread takes every job
+//! queued (up to a bound), works them out in memory in arrival order — reading each key once
+//! and keeping it in an overlay, so jobs of one group see each other — then writes the group
+//! as one synced RocksDB batch (data, the outgoing log, the applied vector), and only then
+//! answers the jobs and publishes the new state. So a read never sees a change that could be
+//! lost, every change to a key is a read-modify-write without races, and concurrent writes
+//! share an fsync.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dialkv_consistency::clock::{Hlc, ReplicaId, VectorClock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::delivery::CausalBuffer;
+use super::digest::{self, Digests};
+use super::object::{self, Context, Object, Policy, Stamp, Val};
+use crate::storage::keys::NamespaceId;
+use crate::storage::{Cf, Engine, ReadTier, StorageError, WriteBatch};
+
+/// One change in an origin's stream: the state of a key after a write coordinated there.
+/// Updates are state-based (the whole object), so applying one twice, or after a repair
+/// brought something newer, changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    /// Position in the origin's stream (from 1, without gaps).
+    pub seq: u64,
+    /// What must be applied first (empty for writes with no causal promise).
+    pub deps: VectorClock,
+    /// The namespace.
+    pub ns: NamespaceId,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The key's versions at the origin right after the write.
+    pub object: Object,
+    /// The namespace's conflict policy.
+    pub policy: Policy,
+}
+
+/// A write coordinated here.
+#[derive(Clone, Debug)]
+pub struct LocalWrite {
+    /// The namespace.
+    pub ns: NamespaceId,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value; `None` deletes.
+    pub value: Option<Vec<u8>>,
+    /// The client's causal context: the versions this write supersedes. `None`: under
+    /// last-writer-wins, or with `base`, everything known here; under siblings, nothing
+    /// (a blind write is concurrent with what is there).
+    pub context: Option<Context>,
+    /// Versions learned from a quorum first (ABD's first phase), merged before writing and
+    /// superseded by the write.
+    pub base: Option<Object>,
+    /// The conflict policy.
+    pub policy: Policy,
+    /// Whether the write depends on everything applied here (causal writes, and sessions with
+    /// monotonic writes or writes-follow-reads).
+    pub causal: bool,
+}
+
+/// What a coordinated write produced.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The key's versions after the write.
+    pub object: Object,
+    /// The new version's stamp.
+    pub stamp: Stamp,
+    /// Its position in this replica's stream.
+    pub seq: u64,
+    /// Whether the key had a visible value before.
+    pub existed: bool,
+}
+
+/// A request to the applier.
+#[derive(Debug)]
+pub enum Job {
+    /// Coordinate a write.
+    Write(LocalWrite, oneshot::Sender<Result<Written, String>>),
+    /// Updates of another origin's stream; answered with the applied vector.
+    Push {
+        origin: ReplicaId,
+        updates: Vec<Update>,
+        reply: oneshot::Sender<Result<VectorClock, String>>,
+    },
+    /// Merge versions into a key's; answered with the result.
+    Merge {
+        items: Vec<(NamespaceId, Vec<u8>, Object, Policy)>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Raise the applied vector after a full anti-entropy pass with a peer whose applied
+    /// vector was `vv` before the pass.
+    Raise {
+        vv: VectorClock,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Drop this replica's outgoing log through `upto` (every peer has it).
+    Trim { upto: u64 },
+    /// Collect tombstones every replica has applied (`replicas` holds every other replica's
+    /// applied vector) and older than `before_ns` (wall clock).
+    Collect {
+        replicas: Vec<VectorClock>,
+        before_ns: u64,
+    },
+}
+
+/// The durable state of the protocol at a replica.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    seq: u64,
+    vv: VectorClock,
+    trimmed: u64,
+}
+
+/// The state the applier publishes after each group.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// This replica's last stream position.
+    pub seq: u64,
+    /// Applied per origin (this replica's own entry is `seq`).
+    pub vv: VectorClock,
+    /// The outgoing log is dropped through here.
+    pub trimmed: u64,
+    /// Range digests of every quorum namespace.
+    pub digests: Digests,
+    /// Updates received and not yet deliverable.
+    pub pending: usize,
+    /// Deleted keys whose tombstones are not yet collected.
+    pub tombstones: usize,
+}
+
+/// Storage key of the persisted state.
+const STATE_KEY: &[u8] = &[0x00];
+/// Prefix of the outgoing log's entries.
+const LOG_PREFIX: u8 = 0x01;
+
+/// The storage key of log entry `seq`.
+pub fn log_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(LOG_PREFIX);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The storage key of `key` of namespace `ns`.
+pub fn data_key(ns: NamespaceId, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len());
+    k.extend_from_slice(&ns.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// Reads the stored versions of a key.
+pub fn read(
+    engine: &dyn Engine,
+    ns: NamespaceId,
+    key: &[u8],
+    tier: ReadTier,
+) -> Result<Option<Object>, StorageError> {
+    let k = data_key(ns, key);
+    let mut found = None;
+    // A point read through `scan`, so that it can honour the memory-only tier.
+    let mut end = k.clone();
+    end.push(0);
+    engine.scan(Cf::Quorum, &k, Some(&end), tier, &mut |_, v| {
+        found = Some(v.to_vec());
+        false
+    })?;
+    found
+        .map(|b| {
+            object::decode(&b).ok_or_else(|| StorageError::Corrupt {
+                cf: Cf::Quorum,
+                reason: "undecodable object".into(),
+            })
+        })
+        .transpose()
+}
+
+/// Reads the outgoing log from `from` on: at most `max` entries or about `max_bytes`.
+pub fn read_log(
+    engine: &dyn Engine,
+    from: u64,
+    max: usize,
+    max_bytes: usize,
+) -> Result<Vec<Update>, StorageError> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut bad = false;
+    engine.scan(
+        Cf::QuorumLog,
+        &log_key(from),
+        Some(&[LOG_PREFIX + 1]),
+        ReadTier::Any,
+        &mut |_, v| match bincode::deserialize::<Update>(v) {
+            Ok(u) => {
+                bytes += v.len();
+                out.push(u);
+                out.len() < max && bytes < max_bytes
+            }
+            Err(_) => {
+                bad = true;
+                false
+            }
+        },
+    )?;
+    if bad {
+        return Err(StorageError::Corrupt {
+            cf: Cf::QuorumLog,
+            reason: "undecodable log entry".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+struct Slot {
+    /// The item digest of what is stored (before this group).
+    stored: Option<u64>,
+    /// The current state: `None` when absent (or collected).
+    object: Option<Object>,
+    dirty: bool,
+}
+
+/// The applier thread's state.
+pub struct Applier {
+    me: ReplicaId,
+    engine: Arc<dyn Engine>,
+    state: Persisted,
+    hlc: Hlc,
+    buffer: CausalBuffer<Update>,
+    digests: Digests,
+    tombstones: BTreeSet<(NamespaceId, Vec<u8>)>,
+    published: Arc<Mutex<Published>>,
+    applied: watch::Sender<VectorClock>,
+}
+
+/// Answers a job once its group is written (or failed).
+type Reply = Box<dyn FnOnce(Result<(), String>)>;
+
+/// The most jobs worked out in one group.
+const MAX_GROUP: usize = 256;
+
+impl Applier {
+    /// Recovers the state from storage (the persisted vector and log position, and the
+    /// digests and tombstones from a scan of the data).
+    pub fn recover(
+        me: ReplicaId,
+        engine: Arc<dyn Engine>,
+        published: Arc<Mutex<Published>>,
+        applied: watch::Sender<VectorClock>,
+    ) -> Result<Self, StorageError> {
+        let state = match engine.get(Cf::QuorumLog, STATE_KEY)? {
+            Some(b) => bincode::deserialize(&b).map_err(|_| StorageError::Corrupt {
+                cf: Cf::QuorumLog,
+                reason: "undecodable quorum state".into(),
+            })?,
+            None => Persisted::default(),
+        };
+        let mut digests = Digests::new();
+        let mut tombstones = BTreeSet::new();
+        let mut corrupt = false;
+        engine.scan(Cf::Quorum, &[], None, ReadTier::Any, &mut |k, v| {
+            let Some(ns) = k
+                .get(..4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+            else {
+                corrupt = true;
+                return false;
+            };
+            let key = &k[4..];
+            digests.change(ns, key, None, Some(digest::item(key, v)));
+            match object::decode(v) {
+                Some(o) if object::is_tombstone(&o) => {
+                    tombstones.insert((ns, key.to_vec()));
+                }
+                Some(_) => {}
+                None => corrupt = true,
+            }
+            !corrupt
+        })?;
+        if corrupt {
+            return Err(StorageError::Corrupt {
+                cf: Cf::Quorum,
+                reason: "undecodable object".into(),
+            });
+        }
+        let mut applier = Applier {
+            me,
+            engine,
+            state,
+            hlc: Hlc::new(),
+            buffer: CausalBuffer::new(),
+            digests,
+            tombstones,
+            published,
+            applied,
+        };
+        applier.publish();
+        Ok(applier)
+    }
+
+    /// Runs until every sender of `jobs` is gone.
+    pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(j) => group.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.apply(group);
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut p = self.published.lock().expect("published lock poisoned");
+        p.seq = self.state.seq;
+        p.vv = self.state.vv.clone();
+        p.trimmed = self.state.trimmed;
+        p.digests = self.digests.clone();
+        p.pending = self.buffer.len();
+        p.tombstones = self.tombstones.len();
+        drop(p);
+        self.applied.send_if_modified(|v| {
+            let changed = *v != self.state.vv;
+            if changed {
+                *v = self.state.vv.clone();
+            }
+            changed
+        });
+    }
+
+    fn load<'a>(
+        &self,
+        overlay: &'a mut HashMap<(NamespaceId, Vec<u8>), Slot>,
+        ns: NamespaceId,
+        key: &[u8],
+    ) -> Result<&'a mut Slot, StorageError> {
+        let k = (ns, key.to_vec());
+        if !overlay.contains_key(&k) {
+            let stored = self.engine.get(Cf::Quorum, &data_key(ns, key))?;
+            let object = match &stored {
+                Some(b) => Some(object::decode(b).ok_or_else(|| StorageError::Corrupt {
+                    cf: Cf::Quorum,
+                    reason: "undecodable object".into(),
+                })?),
+                None => None,
+            };
+            overlay.insert(
+                k.clone(),
+                Slot {
+                    stored: stored.map(|b| digest::item(key, &b)),
+                    object,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(overlay.get_mut(&k).expect("inserted"))
+    }
+
+    fn write(
+        &mut self,
+        overlay: &mut HashMap<(NamespaceId, Vec<u8>), Slot>,
+        batch: &mut WriteBatch,
+        w: LocalWrite,
+    ) -> Result<Written, StorageError> {
+        let me = self.me;
+        let slot = self.load(overlay, w.ns, &w.key)?;
+        let mut obj = slot.object.clone().unwrap_or_default();
+        let existed = object::visible(&obj).is_some();
+        if let Some(base) = &w.base {
+            obj.sync(base);
+            object::settle(&mut obj, w.policy);
+        }
+        let context = match w.context {
+            Some(c) => c,
+            None if w.policy == Policy::LastWriterWins || w.base.is_some() => Context::of(&obj),
+            None => Context::default(),
+        };
+        // Stamped above everything the write supersedes, so that causal order and stamp
+        // order agree.
+        let floor = obj
+            .versions()
+            .iter()
+            .filter(|v| v.clock.covered_by(&context.clock))
+            .map(|v| v.value.stamp)
+            .max()
+            .unwrap_or_default()
+            .max(context.floor);
+        let ts = self.hlc.update(floor.ts, wall_ns());
+        let seq = self.state.seq + 1;
+        let stamp = Stamp { ts, origin: me };
+        obj.update(
+            me,
+            &context.clock,
+            Val {
+                stamp,
+                seq,
+                value: w.value,
+            },
+        );
+        object::settle(&mut obj, w.policy);
+        let deps = if w.causal {
+            self.state.vv.clone()
+        } else {
+            VectorClock::new()
+        };
+        let update = Update {
+            seq,
+            deps,
+            ns: w.ns,
+            key: w.key,
+            object: obj.clone(),
+            policy: w.policy,
+        };
+        batch.put(
+            Cf::QuorumLog,
+            log_key(seq),
+            bincode::serialize(&update).expect("an update serializes"),
+        );
+        self.state.seq = seq;
+        self.state.vv.raise(me, seq);
+        slot.object = Some(obj.clone());
+        slot.dirty = true;
+        Ok(Written {
+            object: obj,
+            stamp,
+            seq,
+            existed,
+        })
+    }
+
+    fn merge(
+        &mut self,
+        overlay: &mut HashMap<(NamespaceId, Vec<u8>), Slot>,
+        ns: NamespaceId,
+        key: &[u8],
+        incoming: &Object,
+        policy: Policy,
+    ) -> Result<(), StorageError> {
+        let newest = object::max_stamp(incoming);
+        self.hlc.update(newest.ts, wall_ns());
+        let slot = self.load(overlay, ns, key)?;
+        let mut obj = slot.object.clone().unwrap_or_default();
+        let before = obj.clone();
+        obj.sync(incoming);
+        object::settle(&mut obj, policy);
+        if obj != before || slot.object.is_none() {
+            slot.object = Some(obj);
+            slot.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, group: Vec<Job>) {
+        let saved = (self.state.clone(), self.hlc);
+        let mut overlay = HashMap::new();
+        let mut batch = WriteBatch::new();
+        let mut replies: Vec<Reply> = Vec::new();
+        let mut failed: Option<String> = None;
+        let mut trim_to = None;
+        for job in group {
+            match job {
+                Job::Write(w, reply) => match self.write(&mut overlay, &mut batch, w) {
+                    Ok(written) => replies.push(Box::new(move |r| {
+                        let _ = reply.send(r.map(|()| written));
+                    })),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                },
+                Job::Push {
+                    origin,
+                    updates,
+                    reply,
+                } => {
+                    for u in updates {
+                        let deps = u.deps.clone();
+                        self.buffer.offer(&self.state.vv, origin, u.seq, deps, u);
+                    }
+                    let mut vv = self.state.vv.clone();
+                    let ready = self.buffer.take_ready(&mut vv);
+                    let mut result = Ok(());
+                    for (_, _, u) in ready {
+                        if let Err(e) = self.merge(&mut overlay, u.ns, &u.key, &u.object, u.policy)
+                        {
+                            result = Err(e.to_string());
+                            break;
+                        }
+                    }
+                    match result {
+                        Ok(()) => {
+                            self.state.vv = vv;
+                            let published = self.published.clone();
+                            replies.push(Box::new(move |r| {
+                                let vv = published
+                                    .lock()
+                                    .expect("published lock poisoned")
+                                    .vv
+                                    .clone();
+                                let _ = reply.send(r.map(|()| vv));
+                            }));
+                        }
+                        Err(e) => {
+                            failed = Some(e.clone());
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Job::Merge { items, reply } => {
+                    let mut result = Ok(());
+                    for (ns, key, obj, policy) in &items {
+                        if let Err(e) = self.merge(&mut overlay, *ns, key, obj, *policy) {
+                            result = Err(e.to_string());
+                            break;
+                        }
+                    }
+                    match result {
+                        Ok(()) => replies.push(Box::new(move |r| {
+                            let _ = reply.send(r);
+                        })),
+                        Err(e) => {
+                            failed = Some(e.clone());
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Job::Raise { vv, reply } => {
+                    // A peer that has more of this replica's own stream than this replica
+                    // (whose data was restored from an older copy) has those positions used:
+                    // continue after them, never reuse one.
+                    let own = vv.get(self.me);
+                    if own > self.state.seq {
+                        self.state.seq = own;
+                        self.state.trimmed = self.state.trimmed.max(own);
+                    }
+                    for (r, c) in vv.iter() {
+                        if r != self.me {
+                            self.state.vv.raise(r, c);
+                        }
+                    }
+                    self.state.vv.raise(self.me, self.state.seq);
+                    replies.push(Box::new(move |r| {
+                        let _ = reply.send(r);
+                    }));
+                }
+                Job::Trim { upto } => {
+                    if upto > self.state.trimmed {
+                        trim_to = Some(upto.min(self.state.seq));
+                    }
+                }
+                Job::Collect {
+                    replicas,
+                    before_ns,
+                } => {
+                    if let Err(e) = self.collect(&mut overlay, &replicas, before_ns) {
+                        failed = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        if let Some(upto) = trim_to {
+            batch.delete_range(
+                Cf::QuorumLog,
+                log_key(self.state.trimmed + 1),
+                log_key(upto + 1),
+            );
+            self.state.trimmed = upto;
+        }
+        // Dirty keys: data and digest changes.
+        let mut changes = Vec::new();
+        for ((ns, key), slot) in overlay {
+            if !slot.dirty {
+                continue;
+            }
+            let k = data_key(ns, &key);
+            let new = match &slot.object {
+                Some(o) => {
+                    let bytes = object::encode(o);
+                    let item = digest::item(&key, &bytes);
+                    batch.put(Cf::Quorum, k, bytes);
+                    Some((item, object::is_tombstone(o)))
+                }
+                None => {
+                    batch.delete(Cf::Quorum, k);
+                    None
+                }
+            };
+            changes.push((ns, key, slot.stored, new));
+        }
+        batch.put(
+            Cf::QuorumLog,
+            STATE_KEY.to_vec(),
+            bincode::serialize(&self.state).expect("the state serializes"),
+        );
+        let outcome = match failed {
+            Some(e) => Err(e),
+            None => self.engine.write(batch, true).map_err(|e| e.to_string()),
+        };
+        match &outcome {
+            Ok(()) => {
+                for (ns, key, old, new) in changes {
+                    self.digests.change(ns, &key, old, new.map(|(i, _)| i));
+                    match new {
+                        Some((_, true)) => {
+                            self.tombstones.insert((ns, key));
+                        }
+                        _ => {
+                            self.tombstones.remove(&(ns, key));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "quorum applier: writing a group failed; nothing of it is applied");
+                (self.state, self.hlc) = saved;
+            }
+        }
+        self.publish();
+        for reply in replies {
+            reply(outcome.clone());
+        }
+    }
+
+    fn collect(
+        &mut self,
+        overlay: &mut HashMap<(NamespaceId, Vec<u8>), Slot>,
+        replicas: &[VectorClock],
+        before_ns: u64,
+    ) -> Result<(), StorageError> {
+        let candidates: Vec<_> = self.tombstones.iter().cloned().collect();
+        for (ns, key) in candidates {
+            let slot = self.load(overlay, ns, &key)?;
+            let Some(obj) = &slot.object else { continue };
+            let collectable = object::is_tombstone(obj)
+                && obj.values().all(|v| {
+                    v.stamp.ts.wall_ns < before_ns
+                        && replicas.iter().all(|vv| vv.get(v.stamp.origin) >= v.seq)
+                });
+            if collectable {
+                slot.object = None;
+                slot.dirty = true;
+            }
+        }
+        Ok(())
+    }
+}
