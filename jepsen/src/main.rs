@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use dialkv_consistency::level::SessionGuarantees;
 use dialkv_jepsen::cluster::kill_registered;
 use dialkv_jepsen::nemesis::{parse_kinds, FaultKind};
 use dialkv_jepsen::runner::{self, parse_duration, Protocol, RunConfig};
@@ -95,6 +96,36 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Keep every client in a session with these guarantees, comma-separated (ryw, mr, mw,
+    /// wfr, all or none), and check each; by default the session workload and sequential or
+    /// causal runs keep all four, others none.
+    #[arg(long, value_parser = parse_guarantees)]
+    session: Option<SessionGuarantees>,
+}
+
+fn parse_guarantees(text: &str) -> Result<SessionGuarantees, String> {
+    let mut g = SessionGuarantees {
+        read_your_writes: false,
+        monotonic_reads: false,
+        monotonic_writes: false,
+        writes_follow_reads: false,
+    };
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "ryw" => g.read_your_writes = true,
+            "mr" => g.monotonic_reads = true,
+            "mw" => g.monotonic_writes = true,
+            "wfr" => g.writes_follow_reads = true,
+            "all" => g = SessionGuarantees::ALL,
+            "none" => {}
+            other => {
+                return Err(format!(
+                    "unknown guarantee {other:?} (ryw, mr, mw, wfr, all, none)"
+                ))
+            }
+        }
+    }
+    Ok(g)
 }
 
 #[derive(Parser, Debug)]
@@ -230,6 +261,7 @@ async fn run(args: RunArgs) -> u8 {
         split_brain: args.split_brain,
         pin_clients: args.pin_clients,
         progress: !args.no_progress,
+        session: args.session,
     };
     eprintln!(
         "dialkv-jepsen: {} at {} on {} node(s), seed {seed}, report in {}",

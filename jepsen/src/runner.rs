@@ -29,6 +29,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use dialkv_client::{CallOptions, Client, Consistency, Level as ClientLevel, SessionGuarantees};
 use dialkv_consistency::history::EventType;
+use dialkv_consistency::level::SessionGuarantees as SessionGuaranteeSet;
 use dialkv_consistency::verdict::Verdict;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -50,7 +51,12 @@ use crate::workload::{
 pub enum Protocol {
     /// Raft-ordered primary-backup (the `default` namespace).
     PrimaryBackup,
+    /// The leaderless quorum protocol (a last-writer-wins namespace created for the run).
+    Quorum,
 }
+
+/// The namespace quorum runs use.
+pub const QUORUM_NAMESPACE: &str = "jepsen-quorum";
 
 impl std::str::FromStr for Protocol {
     type Err = String;
@@ -58,8 +64,10 @@ impl std::str::FromStr for Protocol {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "primary-backup" => Ok(Protocol::PrimaryBackup),
-            "quorum" => Err("the quorum protocol is not built yet".into()),
-            other => Err(format!("unknown protocol {other:?} (primary-backup)")),
+            "quorum" => Ok(Protocol::Quorum),
+            other => Err(format!(
+                "unknown protocol {other:?} (primary-backup, quorum)"
+            )),
         }
     }
 }
@@ -106,6 +114,10 @@ pub struct RunConfig {
     pub pin_clients: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// Run every client in a session with these guarantees (and check each of them); by
+    /// default the `session` workload and SEQUENTIAL or CAUSAL runs use all four, others
+    /// none.
+    pub session: Option<SessionGuaranteeSet>,
 }
 
 /// The result of a run.
@@ -309,6 +321,9 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         .map(ToString::to_string)
         .collect();
     wait_until_serving(&endpoints).await?;
+    if cfg.protocol == Protocol::Quorum {
+        create_quorum_namespace(&endpoints).await?;
+    }
 
     let (live, per_key) = Generator::defaults(cfg.workload);
     // The sequential and causal searches may reorder across real time, so they blow up on
@@ -323,10 +338,16 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
     let shared = Arc::new(Shared {
         recorder: Recorder::new(),
         processes: Processes::new(cfg.concurrency as u64),
-        generator: Mutex::new(Generator::new(cfg.workload, cfg.seed, live, per_key)),
-        opts: CallOptions::new()
-            .consistency(cfg.level.consistency())
-            .timeout(cfg.op_timeout),
+        generator: Mutex::new(
+            Generator::new(cfg.workload, cfg.seed, live, per_key)
+                .without_cas(cfg.protocol == Protocol::Quorum),
+        ),
+        opts: match cfg.protocol {
+            Protocol::PrimaryBackup => CallOptions::new(),
+            Protocol::Quorum => CallOptions::new().namespace(QUORUM_NAMESPACE),
+        }
+        .consistency(cfg.level.consistency())
+        .timeout(cfg.op_timeout),
         kind: cfg.workload,
         op_timeout: cfg.op_timeout + Duration::from_millis(500),
         completed: AtomicU64::new(0),
@@ -348,8 +369,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         let client = worker_client(&endpoints, w, cfg.op_timeout, cfg.pin_clients)?;
         // A stateless server learns a client's order only from its session token: the
         // session workload, and every SEQUENTIAL or CAUSAL run, give each client a session.
-        let needs_session = cfg.workload == WorkloadKind::Session
-            || matches!(cfg.level, Level::Sequential | Level::Causal);
+        let guarantees = session_guarantees(cfg);
         let conn = if cfg.workload.transactional() {
             let rotated: Vec<(NodeId, SocketAddr)> = (0..nodes.len())
                 .map(|i| nodes[(w + i) % nodes.len()])
@@ -359,8 +379,13 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
                 primary_hint.clone(),
                 cfg.op_timeout,
             )?)
-        } else if needs_session {
-            Conn::Session(client.session(SessionGuarantees::all()))
+        } else if let Some(g) = guarantees {
+            Conn::Session(client.session(SessionGuarantees {
+                read_your_writes: g.read_your_writes,
+                monotonic_reads: g.monotonic_reads,
+                monotonic_writes: g.monotonic_writes,
+                writes_follow_reads: g.writes_follow_reads,
+            }))
         } else {
             Conn::Plain(client)
         };
@@ -479,7 +504,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
     std::fs::write(cfg.out.join("nemesis.jsonl"), nemesis_text)?;
 
     let history = shared.recorder.history()?;
-    let checks = workload::check(cfg.workload, cfg.level, &history);
+    let checks = workload::check(cfg.workload, cfg.level, session_guarantees(cfg), &history);
     let verdict = Verdict::merge(checks.iter().map(|c| c.verdict.clone()));
     let mut counts = BTreeMap::new();
     for op in history.ops() {
@@ -562,6 +587,52 @@ async fn bank_init(
 
 /// Waits until every node answers a read (up to 30 s): a fresh cluster may still be electing
 /// a leader.
+/// The session guarantees a run's clients keep, if they keep a session.
+pub fn session_guarantees(cfg: &RunConfig) -> Option<SessionGuaranteeSet> {
+    cfg.session.or_else(|| {
+        (cfg.workload == WorkloadKind::Session
+            || matches!(cfg.level, Level::Sequential | Level::Causal))
+        .then_some(SessionGuaranteeSet::ALL)
+    })
+}
+
+/// Creates the quorum namespace of a run and waits until every node serves it.
+async fn create_quorum_namespace(endpoints: &[String]) -> anyhow::Result<()> {
+    let client = Client::builder()
+        .endpoints(endpoints.to_vec())
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut spec = dialkv_client::NamespaceSpec::new(QUORUM_NAMESPACE);
+    spec.protocol = Some(dialkv_client::Protocol::Quorum);
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.create_namespace(&spec).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() >= end => bail!("creating the quorum namespace: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    for ep in endpoints {
+        let node = Client::builder()
+            .endpoints([ep.clone()])
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let opts = CallOptions::new()
+            .namespace(QUORUM_NAMESPACE)
+            .consistency(Consistency::level(ClientLevel::Eventual));
+        loop {
+            match node.get_with("jepsen-probe", &opts).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() >= end => {
+                    bail!("node {ep} does not serve the quorum namespace: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn wait_until_serving(endpoints: &[String]) -> anyhow::Result<()> {
     let end = Instant::now() + Duration::from_secs(30);
     for ep in endpoints {

@@ -25,7 +25,11 @@
 //!   self-test**: every node started with `--unsafe-stale-linearizable-reads` (a leader
 //!   answers linearizable reads without the ReadIndex check) with the leader cut off for 4-10 s
 //!   at a time, checked as a linearizable register: a deposed leader serving reads must be
-//!   caught.
+//!   caught. Quorum namespaces too: the ABD register (linearizable) under partition, kill and
+//!   clock skew; causal+ with every session guarantee under partition and kill; eventual
+//!   convergence; each session guarantee alone; and the **weak-quorum self-test**: every
+//!   node started with `--unsafe-weak-quorums` (LINEARIZABLE with R = W = 1), checked as
+//!   linearizable, which must be caught.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -33,6 +37,7 @@ use std::time::{Duration, Instant};
 use crate::nemesis::FaultKind;
 use crate::runner::{self, Protocol, RunConfig};
 use crate::workload::{Level, WorkloadKind};
+use dialkv_consistency::level::{SessionGuarantee, SessionGuarantees};
 
 /// What a case must end with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +73,10 @@ pub struct Case {
     pub interval: Duration,
     /// Bind each client to one node (see `RunConfig::pin_clients`).
     pub pin_clients: bool,
+    /// The replication protocol.
+    pub protocol: Protocol,
+    /// Session guarantees the clients keep (see `RunConfig::session`).
+    pub session: Option<SessionGuarantees>,
 }
 
 fn case(
@@ -90,13 +99,34 @@ fn case(
         server_args: Vec::new(),
         interval: Duration::from_secs(4),
         pin_clients: false,
+        protocol: Protocol::PrimaryBackup,
+        session: None,
+    }
+}
+
+/// A case on a quorum namespace. Anti-entropy runs every second, so that replicas a
+/// partition kept apart converge soon after it heals.
+fn quorum_case(name: &str, level: Level, nemesis: &[FaultKind], nodes: usize, secs: u64) -> Case {
+    let mut c = case(name, WorkloadKind::Register, level, nemesis, nodes, secs);
+    c.protocol = Protocol::Quorum;
+    c.server_args = vec!["--anti-entropy-ms".into(), "1000".into()];
+    c
+}
+
+/// Only guarantee `g` of the four.
+fn only(g: SessionGuarantee) -> SessionGuarantees {
+    SessionGuarantees {
+        read_your_writes: g == SessionGuarantee::ReadYourWrites,
+        monotonic_reads: g == SessionGuarantee::MonotonicReads,
+        monotonic_writes: g == SessionGuarantee::MonotonicWrites,
+        writes_follow_reads: g == SessionGuarantee::WritesFollowReads,
     }
 }
 
 /// Returns the CI cases for a cluster of `nodes`.
 pub fn ci_cases(nodes: usize) -> Vec<Case> {
     use FaultKind::{Clock, Kill, Partition, PartitionLeader, Pause};
-    use Level::{Eventual, Linearizable, Sequential, StrictSerializable};
+    use Level::{Causal, Eventual, Linearizable, Sequential, StrictSerializable};
     use WorkloadKind::{Bank, ListAppend, Register, Session, Set, Txn};
     let mut cases = vec![
         case(
@@ -246,6 +276,54 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
         // client free to move follows the writes to the new primary and never reads stale).
         stale.pin_clients = true;
         cases.push(stale);
+        // Quorum namespaces: ABD registers (R + W > N, no compare-and-set), causal+ with
+        // every session guarantee, eventual convergence after healing, and each session
+        // guarantee alone with the others off.
+        cases.push(quorum_case(
+            "quorum-register-linearizable-partition-kill-clock",
+            Linearizable,
+            &[Partition, Kill, Clock],
+            nodes,
+            30,
+        ));
+        cases.push(quorum_case(
+            "quorum-register-causal-partition-kill",
+            Causal,
+            &[Partition, Kill],
+            nodes,
+            25,
+        ));
+        cases.push(quorum_case(
+            "quorum-register-eventual-partition-kill",
+            Eventual,
+            &[Partition, Kill],
+            nodes,
+            20,
+        ));
+        for g in SessionGuarantee::EVERY {
+            let mut c = quorum_case(
+                &format!("quorum-session-{}-partition", g.short_name()),
+                Eventual,
+                &[Partition],
+                nodes,
+                15,
+            );
+            c.session = Some(only(g));
+            cases.push(c);
+        }
+        // LINEARIZABLE with one replica read and one written: quorums that need not
+        // intersect. Clients bound to their nodes read where the writes have not arrived.
+        let mut weak = quorum_case(
+            "selftest-quorum-weak-quorums",
+            Linearizable,
+            &[Partition],
+            nodes,
+            20,
+        );
+        weak.expect = Expect::Caught;
+        weak.server_args.push("--unsafe-weak-quorums".into());
+        weak.pin_clients = true;
+        cases.push(weak);
     }
     // Commits that skip read-set validation: concurrent read-modify-writes of one key both
     // commit, so appends are lost and lists diverge (lost update, G-single, G2, incompatible
@@ -325,7 +403,7 @@ pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
         );
         let run_cfg = RunConfig {
             nodes: c.nodes,
-            protocol: Protocol::PrimaryBackup,
+            protocol: c.protocol,
             workload: c.workload,
             level: c.level,
             nemesis: c.nemesis.clone(),
@@ -342,6 +420,7 @@ pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
             split_brain: c.split_brain,
             pin_clients: c.pin_clients,
             progress: cfg.progress,
+            session: c.session,
         };
         let started = Instant::now();
         let result = match runner::run(&run_cfg).await {

@@ -232,6 +232,8 @@ pub struct Generator {
     last_written: BTreeMap<String, i64>,
     /// Every key handed out, for the final reads.
     touched: Vec<String>,
+    /// Registers get reads and writes only (a quorum namespace has no compare-and-set).
+    no_cas: bool,
 }
 
 impl Generator {
@@ -247,12 +249,19 @@ impl Generator {
             ops_per_key: ops_per_key.max(1),
             last_written: BTreeMap::new(),
             touched: Vec::new(),
+            no_cas: false,
         };
         for _ in 0..live_keys.max(1) {
             let k = g.fresh_key();
             g.live.push(k);
         }
         g
+    }
+
+    /// With `no_cas`, registers get reads and writes only.
+    pub fn without_cas(mut self, no_cas: bool) -> Self {
+        self.no_cas = no_cas;
+        self
     }
 
     /// Returns the default live keys and operations per key of a workload.
@@ -353,7 +362,7 @@ impl Generator {
                         key,
                         value: Value::Null,
                     }
-                } else if roll < 0.75 {
+                } else if roll < 0.75 || self.no_cas {
                     let v = self.unique();
                     self.last_written.insert(key.clone(), v);
                     OpSpec {
@@ -787,8 +796,14 @@ pub struct CheckResult {
     pub verdict: Verdict,
 }
 
-/// Checks a history of `kind` at `level` with the referee's checkers.
-pub fn check(kind: WorkloadKind, level: Level, history: &History) -> Vec<CheckResult> {
+/// Checks a history of `kind` at `level` with the referee's checkers, and each session
+/// guarantee the clients kept (`session`) on its own.
+pub fn check(
+    kind: WorkloadKind,
+    level: Level,
+    session: Option<SessionGuarantees>,
+    history: &History,
+) -> Vec<CheckResult> {
     let result = |checker: &str, level: &str, verdict: Verdict| CheckResult {
         checker: checker.into(),
         level: level.into(),
@@ -811,8 +826,18 @@ pub fn check(kind: WorkloadKind, level: Level, history: &History) -> Vec<CheckRe
             eventual::check(history, HistoryWorkload::ListAppend),
         ),
     };
+    let guarantees = |workload: HistoryWorkload| -> Vec<CheckResult> {
+        session
+            .map(|g| {
+                session::check_each(history, g, workload)
+                    .into_iter()
+                    .map(|(g, v)| result(&format!("session/{}", g.short_name()), g.short_name(), v))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     match kind {
-        WorkloadKind::Register => vec![match level {
+        WorkloadKind::Register => std::iter::once(match level {
             Level::Linearizable => {
                 result("linearizable", "linearizable", linearizable::check(history))
             }
@@ -823,7 +848,10 @@ pub fn check(kind: WorkloadKind, level: Level, history: &History) -> Vec<CheckRe
                 "eventual",
                 eventual::check(history, HistoryWorkload::Register),
             ),
-        }],
+        })
+        // A session kept on registers is checked guarantee by guarantee.
+        .chain(guarantees(HistoryWorkload::Register))
+        .collect(),
         WorkloadKind::ListAppend => vec![list_level(history)],
         WorkloadKind::Set => vec![result(
             "set",
@@ -831,11 +859,7 @@ pub fn check(kind: WorkloadKind, level: Level, history: &History) -> Vec<CheckRe
             set::check(history, level == Level::Linearizable),
         )],
         WorkloadKind::Session => {
-            let mut out: Vec<CheckResult> =
-                session::check_each(history, SessionGuarantees::ALL, HistoryWorkload::ListAppend)
-                    .into_iter()
-                    .map(|(g, v)| result(&format!("session/{}", g.short_name()), g.short_name(), v))
-                    .collect();
+            let mut out = guarantees(HistoryWorkload::ListAppend);
             out.push(list_level(history));
             out
         }
