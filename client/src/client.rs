@@ -611,12 +611,31 @@ impl Client {
             )
             .await?;
         let meta = self.observe(session, reply.header)?;
+        let context = reply
+            .version
+            .as_ref()
+            .map(|v| v.context.clone())
+            .unwrap_or_default();
         let entry = reply.found.then(|| Entry {
             key,
             value: reply.value,
             version: reply.version.map(Version::from_proto).unwrap_or_default(),
         });
-        Ok(GetOutput { entry, meta })
+        let siblings = reply
+            .siblings
+            .into_iter()
+            .map(|s| crate::types::Sibling {
+                value: s.value,
+                deleted: s.deleted,
+                revision: s.revision,
+            })
+            .collect();
+        Ok(GetOutput {
+            entry,
+            siblings,
+            context,
+            meta,
+        })
     }
 
     pub(crate) async fn put_in(
@@ -628,6 +647,7 @@ impl Client {
     ) -> Result<PutOutput, Error> {
         let namespace = self.namespace_of(opts);
         let consistency = opts.consistency.map(|c| c.to_proto());
+        let write_context = opts.context.clone().unwrap_or_default();
         let id = self.next_request_id();
         let reply = self
             .call(
@@ -642,7 +662,7 @@ impl Client {
                         request_id: Some(id),
                         consistency,
                         session: self.session_proto(session),
-                        context: Bytes::new(),
+                        context: write_context.clone(),
                     };
                     async move {
                         Ok(KvClient::new(channel)
@@ -668,6 +688,7 @@ impl Client {
     ) -> Result<DeleteOutput, Error> {
         let namespace = self.namespace_of(opts);
         let consistency = opts.consistency.map(|c| c.to_proto());
+        let write_context = opts.context.clone().unwrap_or_default();
         let id = self.next_request_id();
         let reply = self
             .call(
@@ -681,7 +702,7 @@ impl Client {
                         request_id: Some(id),
                         consistency,
                         session: self.session_proto(session),
-                        context: Bytes::new(),
+                        context: write_context.clone(),
                     };
                     async move {
                         Ok(KvClient::new(channel)

@@ -60,5 +60,5 @@ pub use transaction::{
 pub use types::{
     CasAction, CasOutput, ClusterStatus, Condition, ConflictPolicy, DeleteOutput, Entry, GetOutput,
     Membership, NamespaceInfo, NamespaceSpec, NodeStatus, Protocol, PutOutput, ResponseMeta, Role,
-    ScanPage, ScanRange, Version,
+    ScanPage, ScanRange, Sibling, Version,
 };

@@ -4,6 +4,7 @@
 //! default level (LINEARIZABLE) and the client's per-call timeout. See DESIGN.md §4 for what
 //! each [`Level`] means in each replication protocol.
 
+use bytes::Bytes;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -188,6 +189,10 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// A deadline for the call, retries included; the earlier of this and `timeout` counts.
     pub deadline: Option<Instant>,
+    /// Writes to quorum namespaces: the causal context of an earlier read
+    /// (`GetOutput::context`); the write supersedes every version that read saw (with the
+    /// siblings policy, this is how concurrent versions are resolved). Ignored elsewhere.
+    pub context: Option<Bytes>,
 }
 
 impl CallOptions {
@@ -217,6 +222,12 @@ impl CallOptions {
     /// These options with the deadline set.
     pub fn deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// These options with a causal context to supersede (see [`CallOptions::context`]).
+    pub fn context(mut self, context: impl Into<Bytes>) -> Self {
+        self.context = Some(context.into());
         self
     }
 }

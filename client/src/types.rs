@@ -90,8 +90,25 @@ impl ResponseMeta {
 pub struct GetOutput {
     /// The key, its value and version; `None` when the key does not exist.
     pub entry: Option<Entry>,
+    /// Quorum namespaces with siblings: every concurrent version of the key, oldest first,
+    /// when there are two or more (empty otherwise). `entry` holds the newest live one.
+    pub siblings: Vec<Sibling>,
+    /// Quorum namespaces: the causal context of everything read, also when the key is
+    /// deleted. Pass it to a write (`CallOptions::context`) to supersede what was read.
+    pub context: Bytes,
     /// The response header.
     pub meta: ResponseMeta,
+}
+
+/// One of several concurrent versions of a key in a quorum namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sibling {
+    /// The value (empty for a deletion).
+    pub value: Bytes,
+    /// Whether this version is a deletion.
+    pub deleted: bool,
+    /// The version's revision (its timestamp).
+    pub revision: u64,
 }
 
 impl GetOutput {
@@ -278,9 +295,10 @@ pub struct NamespaceSpec {
     pub protocol: Option<Protocol>,
     /// The replica count N; the cluster size when unset.
     pub replicas: Option<u32>,
-    /// Quorum namespaces: the default W; a majority of N when unset.
+    /// Quorum namespaces: the default W; when unset, by level (a majority of N for
+    /// LINEARIZABLE and SEQUENTIAL, 1 for the others).
     pub write_quorum: Option<u32>,
-    /// Quorum namespaces: the default R; a majority of N when unset.
+    /// Quorum namespaces: the default R; when unset, by level (as W).
     pub read_quorum: Option<u32>,
     /// Quorum namespaces: the conflict policy; LWW when unset.
     pub conflicts: Option<ConflictPolicy>,

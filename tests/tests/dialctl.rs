@@ -150,3 +150,66 @@ fn dialctl_end_to_end() {
         .expect("dialctl");
     assert_eq!(code(&no_server), 3, "an unreachable server exits 3");
 }
+
+#[test]
+fn dialctl_shows_siblings_and_resolves_them_with_a_context() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).expect("start");
+    let create = dialctl(
+        &server,
+        &[
+            "ns",
+            "create",
+            "s",
+            "--protocol",
+            "quorum",
+            "--conflicts",
+            "siblings",
+        ],
+        None,
+    );
+    assert_eq!(
+        code(&create),
+        0,
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
+    let data = |args: &[&str]| -> Output {
+        let mut all = vec!["-n", "s", "--consistency", "eventual"];
+        all.extend_from_slice(args);
+        dialctl(&server, &all, None)
+    };
+    // Two writes without a context are concurrent: both are kept.
+    for v in ["one", "two"] {
+        let put = data(&["put", "k", v]);
+        assert_eq!(code(&put), 0, "{}", String::from_utf8_lossy(&put.stderr));
+    }
+    let got = data(&["--output", "json", "get", "k"]);
+    assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).expect("json");
+    let siblings = v["siblings"].as_array().expect("siblings");
+    let values: Vec<&str> = siblings
+        .iter()
+        .filter_map(|s| s["value"].as_str())
+        .collect();
+    assert_eq!(values, vec!["one", "two"], "{v}");
+    let context = v["context"].as_str().expect("context").to_string();
+    // Text output names them on stderr, with the command that resolves them.
+    let text = data(&["get", "k"]);
+    let err = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        err.contains("2 concurrent versions") && err.contains("--context"),
+        "{err}"
+    );
+    // A write with the context supersedes both.
+    let put = data(&["put", "k", "merged", "--context", &context]);
+    assert_eq!(code(&put), 0, "{}", String::from_utf8_lossy(&put.stderr));
+    let got = data(&["--output", "json", "get", "k"]);
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).expect("json");
+    assert_eq!(v["value"], "merged");
+    assert_eq!(v.get("siblings"), None, "{v}");
+    // A context that is not one is a usage error, and nothing is written.
+    let bad = data(&["put", "k", "x", "--context", "!!"]);
+    assert_eq!(code(&bad), 2);
+    assert_eq!(data(&["get", "k"]).stdout, b"merged");
+}

@@ -116,12 +116,19 @@ pub enum Command {
         key: String,
         /// The value (stdin when omitted).
         value: Option<String>,
+        /// Quorum namespaces: the causal context of a read (as `get` prints it); the write
+        /// supersedes every version that read saw, resolving siblings.
+        #[arg(long)]
+        context: Option<String>,
     },
     /// Delete a key (prints 1 if it existed, else 0).
     #[command(alias = "delete")]
     Del {
         /// The key.
         key: String,
+        /// Quorum namespaces: the causal context of a read; see `put --context`.
+        #[arg(long)]
+        context: Option<String>,
     },
     /// List keys in [start, end), in key order.
     Scan(ScanArgs),
@@ -433,6 +440,7 @@ impl Cli {
             consistency: self.consistency(),
             timeout: Some(self.timeout()),
             deadline: None,
+            context: None,
         }
     }
 
@@ -518,6 +526,23 @@ pub enum RunError {
     Usage(String),
 }
 
+/// `opts` with the causal context of `--context` (URL-safe base64, as `get` prints it).
+fn with_context(opts: CallOptions, context: Option<&str>) -> Result<CallOptions, RunError> {
+    use base64::Engine as _;
+    match context {
+        None => Ok(opts),
+        Some(text) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map(|bytes| opts.context(bytes))
+            .map_err(|_| {
+                RunError::Usage(
+                    "--context: not a causal context (URL-safe base64, as `dialctl get` prints it)"
+                        .into(),
+                )
+            }),
+    }
+}
+
 /// Runs one parsed command, printing its result; returns the exit code.
 pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunError> {
     // A script is read and checked before anything is sent.
@@ -546,7 +571,12 @@ pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunEr
             out.get(key.as_bytes(), &got, s)?;
             Ok(if found { EXIT_OK } else { EXIT_CONDITION })
         }
-        Command::Put { key, value } => {
+        Command::Put {
+            key,
+            value,
+            context,
+        } => {
+            let opts = with_context(opts.clone(), context.as_deref())?;
             let value = match value {
                 Some(v) => Bytes::from(v.clone()),
                 None => {
@@ -562,7 +592,8 @@ pub async fn run<W: Write>(cli: &Cli, out: &mut Printer<W>) -> Result<i32, RunEr
             out.put(key.as_bytes(), &put, s)?;
             Ok(EXIT_OK)
         }
-        Command::Del { key } => {
+        Command::Del { key, context } => {
+            let opts = with_context(opts.clone(), context.as_deref())?;
             let del = match s {
                 Some(s) => s.delete_with(key, &opts).await?,
                 None => client.delete_with(key, &opts).await?,
@@ -899,7 +930,8 @@ mod tests {
             cli.command,
             Command::Put {
                 key: "k".into(),
-                value: Some("v".into())
+                value: Some("v".into()),
+                context: None,
             }
         );
         let cli = parse(&["put", "k"]).expect("valid");
@@ -907,7 +939,17 @@ mod tests {
             cli.command,
             Command::Put {
                 key: "k".into(),
-                value: None
+                value: None,
+                context: None,
+            }
+        );
+        let cli = parse(&["put", "k", "v", "--context", "AQ"]).expect("valid");
+        assert_eq!(
+            cli.command,
+            Command::Put {
+                key: "k".into(),
+                value: Some("v".into()),
+                context: Some("AQ".into()),
             }
         );
         assert_eq!(

@@ -57,6 +57,11 @@ pub struct Printer<W: Write> {
     out: W,
 }
 
+/// The text form of a causal context, as `--context` takes it: URL-safe base64.
+pub fn context_text(context: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context)
+}
+
 /// Adds `name` (or `name_base64`) with `bytes` to a JSON object.
 fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
@@ -236,13 +241,37 @@ impl<W: Write> Printer<W> {
         session: Option<&Session>,
     ) -> io::Result<()> {
         match self.format {
-            Format::Text => match &got.entry {
-                Some(e) => self.out.write_all(&e.value),
-                None => {
-                    eprintln!("dialctl: key {:?} not found", lossy(key));
-                    Ok(())
+            Format::Text => {
+                if got.siblings.len() > 1 {
+                    // Concurrent versions: the newest live one goes to stdout as usual; the
+                    // others, and how to resolve them, to stderr.
+                    eprintln!(
+                        "dialctl: {} concurrent versions (siblings) of {:?}:",
+                        got.siblings.len(),
+                        lossy(key)
+                    );
+                    for (i, s) in got.siblings.iter().enumerate() {
+                        match s.deleted {
+                            true => eprintln!("  [{i}] (deleted) revision {}", s.revision),
+                            false => {
+                                eprintln!("  [{i}] {:?} revision {}", lossy(&s.value), s.revision)
+                            }
+                        }
+                    }
+                    eprintln!(
+                        "dialctl: resolve with: dialctl put {:?} VALUE --context {}",
+                        lossy(key),
+                        context_text(&got.context)
+                    );
                 }
-            },
+                match &got.entry {
+                    Some(e) => self.out.write_all(&e.value),
+                    None => {
+                        eprintln!("dialctl: key {:?} not found", lossy(key));
+                        Ok(())
+                    }
+                }
+            }
             Format::Json => {
                 let mut obj = Map::new();
                 put_bytes(&mut obj, "key", key);
@@ -256,6 +285,23 @@ impl<W: Write> Printer<W> {
                         obj.insert("value".into(), Value::Null);
                         obj.insert("revision".into(), Value::Null);
                     }
+                }
+                if !got.siblings.is_empty() {
+                    let siblings = got
+                        .siblings
+                        .iter()
+                        .map(|s| {
+                            let mut o = Map::new();
+                            put_bytes(&mut o, "value", &s.value);
+                            o.insert("deleted".into(), Value::from(s.deleted));
+                            o.insert("revision".into(), Value::from(s.revision));
+                            Value::Object(o)
+                        })
+                        .collect();
+                    obj.insert("siblings".into(), Value::Array(siblings));
+                }
+                if !got.context.is_empty() {
+                    obj.insert("context".into(), Value::from(context_text(&got.context)));
                 }
                 put_meta(&mut obj, Some(&got.meta), session);
                 self.json(obj)
@@ -697,6 +743,8 @@ mod tests {
                     context: Bytes::new(),
                 },
             }),
+            siblings: Vec::new(),
+            context: Bytes::new(),
             meta: meta(),
         }
     }
@@ -731,6 +779,8 @@ mod tests {
         assert_eq!(v["value_base64"], "/wA=");
         let absent = GetOutput {
             entry: None,
+            siblings: Vec::new(),
+            context: Bytes::new(),
             meta: meta(),
         };
         let out = printed(Format::Json, |p| p.get(b"k", &absent, None));
