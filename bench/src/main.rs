@@ -122,10 +122,10 @@ struct CompareArgs {
     /// dialkv's --sync: batch (group commit) or always (an fsync per write). Both durable.
     #[arg(long, default_value = "batch")]
     dialkv_sync: String,
-    /// dialkv-quorum's write quorum W (default: a majority).
+    /// dialkv-quorum's write quorum W (default: by level: a majority for linearizable requests, else 1).
     #[arg(long)]
     quorum_w: Option<u32>,
-    /// dialkv-quorum's read quorum R (default: a majority).
+    /// dialkv-quorum's read quorum R (default: by level: a majority for linearizable requests, else 1).
     #[arg(long)]
     quorum_r: Option<u32>,
     /// etcd members.

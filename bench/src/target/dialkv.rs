@@ -222,10 +222,10 @@ impl Target for Dialkv {
                 "quorum W={} R={}",
                 self.settings
                     .quorum_w
-                    .map_or("majority".into(), |w| w.to_string()),
+                    .map_or("by level".into(), |w| w.to_string()),
                 self.settings
                     .quorum_r
-                    .map_or("majority".into(), |r| r.to_string())
+                    .map_or("by level".into(), |r| r.to_string())
             ),
         };
         format!(
@@ -249,7 +249,12 @@ impl Target for Dialkv {
             let store = DialkvStore {
                 client: self.client()?,
                 read: CallOptions::new().consistency(self.consistency()),
-                write: CallOptions::new(),
+                // Primary-backup writes always go through the log; a quorum namespace's
+                // writes take the level too (EVENTUAL: W of the namespace, 1 by default).
+                write: match self.protocol {
+                    Protocol::PrimaryBackup => CallOptions::new(),
+                    Protocol::Quorum => CallOptions::new().consistency(self.consistency()),
+                },
             };
             Ok(Box::new(store) as Box<dyn Store>)
         })
@@ -276,7 +281,7 @@ struct DialkvStore {
     client: Client,
     /// Reads ask for the configured level.
     read: CallOptions,
-    /// Writes use the namespace's defaults (primary-backup: linearizable through the log).
+    /// Writes: primary-backup through the log; quorum at the configured level.
     write: CallOptions,
 }
 

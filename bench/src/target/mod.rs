@@ -94,9 +94,9 @@ pub struct Settings {
     pub dialkv_nodes: Option<usize>,
     /// `--sync` of every dialkv replica (`always` or `batch`).
     pub dialkv_sync: String,
-    /// dialkv-quorum's write quorum W (a majority when unset).
+    /// dialkv-quorum's write quorum W (unset: by level, a majority for linearizable requests, else 1).
     pub quorum_w: Option<u32>,
-    /// dialkv-quorum's read quorum R (a majority when unset).
+    /// dialkv-quorum's read quorum R (unset: by level, a majority for linearizable requests, else 1).
     pub quorum_r: Option<u32>,
     /// etcd members.
     pub etcd_members: usize,
