@@ -184,7 +184,7 @@ async fn namespaces_are_created_listed_and_dropped() {
         .into_iter()
         .filter_map(|n| n.spec.map(|s| s.name))
         .collect();
-    assert_eq!(names, vec!["default".to_string(), "users".to_string()]);
+    assert_eq!(names, vec!["default", "q", "users"]);
     ns.drop_namespace(v1::DropNamespaceRequest {
         name: "users".into(),
     })

@@ -458,6 +458,26 @@ async fn a_replica_restored_from_an_old_copy_converges_through_anti_entropy() {
     let backup = dir.path().join("backup");
     copy_dir(cluster.nodes[2].data_dir(), &backup);
     cluster.node(3).restart().expect("restart");
+    // A write coordinated at replica 3 after the copy: its restored self will not have it.
+    let mut c = client(&cluster.nodes[2]).await;
+    put(
+        &mut c,
+        "r",
+        "mine",
+        "before",
+        v1::ConsistencyLevel::Eventual,
+    )
+    .await
+    .expect("put");
+    converges(
+        &cluster.nodes[0],
+        "r",
+        "mine",
+        Some("before"),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("propagated");
     for i in 0..20 {
         put(
             &mut a,
@@ -498,6 +518,13 @@ async fn a_replica_restored_from_an_old_copy_converges_through_anti_entropy() {
     std::fs::remove_dir_all(&data).expect("wipe");
     copy_dir(&backup, &data);
     cluster.node(3).restart().expect("restart");
+    // At once, a write to the key it wrote before the restore: it must not reuse that
+    // write's identity (its stream position), or the replicas would disagree on which
+    // version the key holds.
+    let mut c = client(&cluster.nodes[2]).await;
+    put(&mut c, "r", "mine", "after", v1::ConsistencyLevel::Eventual)
+        .await
+        .expect("put");
     for i in [0, 10, 19] {
         converges(
             &cluster.nodes[2],
@@ -509,20 +536,18 @@ async fn a_replica_restored_from_an_old_copy_converges_through_anti_entropy() {
         .await
         .expect("anti-entropy repaired");
     }
-    // And it keeps taking part: a new write coordinated there reaches the others.
-    let mut c = client(&cluster.nodes[2]).await;
+    // And it keeps taking part: its writes reach the others.
     put(&mut c, "r", "after", "3", v1::ConsistencyLevel::Eventual)
         .await
         .expect("put");
-    converges(
-        &cluster.nodes[0],
-        "r",
-        "after",
-        Some("3"),
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("propagated");
+    for node in &cluster.nodes {
+        converges(node, "r", "after", Some("3"), Duration::from_secs(30))
+            .await
+            .expect("propagated");
+        converges(node, "r", "mine", Some("after"), Duration::from_secs(30))
+            .await
+            .expect("one version everywhere");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

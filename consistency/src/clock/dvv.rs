@@ -156,17 +156,33 @@ impl<T: Clone> Siblings<T> {
     /// or in `context`, drops the versions `context` covers, and stores the new version.
     /// Returns the new dot.
     pub fn update(&mut self, replica: ReplicaId, context: &VectorClock, value: T) -> Dot {
-        let known = self
-            .versions
-            .iter()
-            .map(|v| v.clock.to_vector().get(replica))
-            .chain(std::iter::once(context.get(replica)))
-            .max()
-            .unwrap_or(0);
+        let known = self.known(replica).max(context.get(replica));
         let dot = Dot {
             replica,
             counter: known + 1,
         };
+        self.update_at(dot, context, value);
+        dot
+    }
+
+    /// The greatest event counter of `replica` in this set's history.
+    pub fn known(&self, replica: ReplicaId) -> u64 {
+        self.versions
+            .iter()
+            .map(|v| v.clock.to_vector().get(replica))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// [`Siblings::update`] with a dot the caller chose — for example a replica's event
+    /// counter over all keys, so that dots stay unique even where a replica lost its own
+    /// history of the key. The dot must be above every event of its replica known here or
+    /// in `context` (`known` and `context.get`); a smaller one could name another write.
+    pub fn update_at(&mut self, dot: Dot, context: &VectorClock, value: T) {
+        debug_assert!(
+            dot.counter > self.known(dot.replica).max(context.get(dot.replica)),
+            "a dot must be above every known event of its replica"
+        );
         self.versions.retain(|v| !v.clock.covered_by(context));
         // The dot is above context[replica], so the invariant past[r] < dot.counter holds.
         self.versions.push(Version {
@@ -177,7 +193,6 @@ impl<T: Clone> Siblings<T> {
             value,
         });
         self.versions.sort_by_key(|v| v.clock.dot);
-        dot
     }
 
     /// Merges another replica's versions of the same key into this one, keeping the versions

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dialkv_consistency::clock::{Hlc, ReplicaId, VectorClock};
+use dialkv_consistency::clock::{Dot, Hlc, ReplicaId, VectorClock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -28,8 +28,11 @@ use crate::storage::{Cf, Engine, ReadTier, StorageError, WriteBatch};
 /// brought something newer, changes nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Update {
-    /// Position in the origin's stream (from 1, without gaps).
+    /// Position in the origin's stream (from 1, increasing).
     pub seq: u64,
+    /// The position of the origin's update before this one (`seq - 1` unless the origin
+    /// skipped positions it found already used).
+    pub prev: u64,
     /// What must be applied first (empty for writes with no causal promise).
     pub deps: VectorClock,
     /// The namespace.
@@ -400,10 +403,26 @@ impl Applier {
             .unwrap_or_default()
             .max(context.floor);
         let ts = self.hlc.update(floor.ts, wall_ns());
-        let seq = self.state.seq + 1;
+        // The write's dot is its stream position, unique across keys. A position this replica
+        // sees already used (its data was restored from an older copy, and the key or the
+        // client's context carries its later writes) is skipped, never reused.
+        let known = obj.known(me).max(context.clock.get(me));
+        if known > self.state.seq {
+            tracing::warn!(
+                known,
+                seq = self.state.seq,
+                "this replica's own stream is ahead of its data (restored from an older copy?); skipping ahead"
+            );
+            self.state.seq = known;
+        }
+        let prev = self.state.seq;
+        let seq = prev + 1;
         let stamp = Stamp { ts, origin: me };
-        obj.update(
-            me,
+        obj.update_at(
+            Dot {
+                replica: me,
+                counter: seq,
+            },
             &context.clock,
             Val {
                 stamp,
@@ -419,6 +438,7 @@ impl Applier {
         };
         let update = Update {
             seq,
+            prev,
             deps,
             ns: w.ns,
             key: w.key,
@@ -488,7 +508,8 @@ impl Applier {
                 } => {
                     for u in updates {
                         let deps = u.deps.clone();
-                        self.buffer.offer(&self.state.vv, origin, u.seq, deps, u);
+                        self.buffer
+                            .offer(&self.state.vv, origin, u.seq, u.prev, deps, u);
                     }
                     let mut vv = self.state.vv.clone();
                     let ready = self.buffer.take_ready(&mut vv);

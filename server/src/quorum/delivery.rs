@@ -1,10 +1,11 @@
 //! Causal delivery: updates from each origin arrive in order but may depend on updates of
 //! other origins not yet applied here. [`CausalBuffer`] holds them until they may apply.
 //!
-//! An update `(origin, seq, deps)` is *deliverable* at a replica whose applied vector `vv`
-//! has `vv[origin] = seq - 1` (the origin's stream is applied in order, without gaps) and
-//! `deps ≤ vv` (everything its writer had seen is applied). Applying it raises `vv[origin]`
-//! to `seq`. The buffer is a pure structure: the applier thread owns it, so it needs no
+//! An update `(origin, seq, prev, deps)` names the origin's update before it (`prev`,
+//! normally `seq - 1`; more after the origin skipped positions it found already used). It is
+//! *deliverable* at a replica whose applied vector `vv` has `prev ≤ vv[origin] < seq` (the
+//! origin's stream is applied in order, without missing a link) and `deps ≤ vv` (everything
+//! its writer had seen is applied). Applying it raises `vv[origin]` to `seq`. The buffer is a pure structure: the applier thread owns it, so it needs no
 //! synchronisation of its own.
 
 use std::collections::BTreeMap;
@@ -18,7 +19,14 @@ pub const MAX_PENDING_PER_ORIGIN: usize = 100_000;
 /// Updates received but not yet deliverable.
 #[derive(Debug)]
 pub struct CausalBuffer<U> {
-    pending: BTreeMap<ReplicaId, BTreeMap<u64, (VectorClock, U)>>,
+    pending: BTreeMap<ReplicaId, BTreeMap<u64, Held<U>>>,
+}
+
+#[derive(Debug)]
+struct Held<U> {
+    prev: u64,
+    deps: VectorClock,
+    update: U,
 }
 
 impl<U> Default for CausalBuffer<U> {
@@ -35,14 +43,15 @@ impl<U> CausalBuffer<U> {
         Self::default()
     }
 
-    /// Holds update `seq` of `origin` with dependencies `deps`, unless `applied` already has
-    /// it, it is held already, or the origin's share of the buffer is full. Returns whether
-    /// it is now held.
+    /// Holds update `seq` of `origin` (following `prev`) with dependencies `deps`, unless
+    /// `applied` already has it, it is held already, or the origin's share of the buffer is
+    /// full. Returns whether it is now held.
     pub fn offer(
         &mut self,
         applied: &VectorClock,
         origin: ReplicaId,
         seq: u64,
+        prev: u64,
         deps: VectorClock,
         update: U,
     ) -> bool {
@@ -53,7 +62,7 @@ impl<U> CausalBuffer<U> {
         if queue.len() >= MAX_PENDING_PER_ORIGIN || queue.contains_key(&seq) {
             return false;
         }
-        queue.insert(seq, (deps, update));
+        queue.insert(seq, Held { prev, deps, update });
         true
     }
 
@@ -71,13 +80,16 @@ impl<U> CausalBuffer<U> {
                 {
                     queue.pop_first();
                 }
-                while let Some((&seq, (deps, _))) = queue.first_key_value() {
-                    let ready = seq == applied.get(origin) + 1
-                        && deps.iter().all(|(r, c)| r == origin || c <= applied.get(r));
+                while let Some((&seq, held)) = queue.first_key_value() {
+                    let ready = held.prev <= applied.get(origin)
+                        && held
+                            .deps
+                            .iter()
+                            .all(|(r, c)| r == origin || c <= applied.get(r));
                     if !ready {
                         break;
                     }
-                    let (_, (_, update)) = queue.pop_first().expect("a first entry");
+                    let (_, Held { update, .. }) = queue.pop_first().expect("a first entry");
                     applied.raise(origin, seq);
                     out.push((origin, seq, update));
                     progressed = true;
@@ -164,7 +176,7 @@ mod tests {
             let mut applied = VectorClock::new();
             let mut delivered: Vec<(ReplicaId, u64)> = Vec::new();
             for (o, s, d) in arrivals {
-                buffer.offer(&applied, o, s, d.clone(), d);
+                buffer.offer(&applied, o, s, s - 1, d.clone(), d);
                 for (origin, seq, deps) in buffer.take_ready(&mut applied) {
                     // Every dependency was delivered before.
                     for (r, c) in deps.iter() {
@@ -185,9 +197,9 @@ mod tests {
     fn an_update_waits_for_its_dependency() {
         let mut b = CausalBuffer::new();
         let mut applied = VectorClock::new();
-        assert!(b.offer(&applied, 2, 1, VectorClock::from_entries([(1, 1)]), "b"));
+        assert!(b.offer(&applied, 2, 1, 0, VectorClock::from_entries([(1, 1)]), "b"));
         assert!(b.take_ready(&mut applied).is_empty());
-        assert!(b.offer(&applied, 1, 1, VectorClock::new(), "a"));
+        assert!(b.offer(&applied, 1, 1, 0, VectorClock::new(), "a"));
         let got: Vec<_> = b
             .take_ready(&mut applied)
             .into_iter()
@@ -195,8 +207,29 @@ mod tests {
             .collect();
         assert_eq!(got, vec!["a", "b"]);
         assert!(
-            !b.offer(&applied, 1, 1, VectorClock::new(), "a"),
+            !b.offer(&applied, 1, 1, 0, VectorClock::new(), "a"),
             "applied already"
         );
+    }
+
+    #[test]
+    fn a_skip_in_a_stream_is_followed_through_its_link() {
+        let mut b = CausalBuffer::new();
+        let mut applied = VectorClock::from_entries([(1, 3)]);
+        // Origin 1 skipped 4..=9 (positions it found used): update 10 follows update 3.
+        assert!(b.offer(&applied, 1, 11, 10, VectorClock::new(), "after"));
+        assert!(b.offer(&applied, 1, 10, 3, VectorClock::new(), "skip"));
+        let got: Vec<_> = b
+            .take_ready(&mut applied)
+            .into_iter()
+            .map(|(_, s, _)| s)
+            .collect();
+        assert_eq!(got, vec![10, 11]);
+        assert_eq!(applied.get(1), 11);
+        // A replica that lacks the link waits.
+        let mut behind = VectorClock::from_entries([(1, 2)]);
+        let mut b = CausalBuffer::new();
+        assert!(b.offer(&behind, 1, 10, 3, VectorClock::new(), "skip"));
+        assert!(b.take_ready(&mut behind).is_empty());
     }
 }

@@ -176,9 +176,15 @@ pub struct Quorum {
     /// Bumped whenever a peer acknowledges more of this replica's stream.
     acks: watch::Sender<u64>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// When this replica started: writes wait (briefly) until the peers have said how much of
+    /// its stream they hold.
+    started: Instant,
     /// The settings.
     pub options: QuorumOptions,
 }
+
+/// The longest a freshly started replica holds writes back until it has heard from its peers.
+const STARTUP_SYNC: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Quorum {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -238,6 +244,7 @@ impl Quorum {
             views: Mutex::new(Views::default()),
             acks: watch::channel(0).0,
             metrics,
+            started: Instant::now(),
             options,
         });
         tokio::spawn(quorum.clone().supervise(stop));
@@ -266,7 +273,28 @@ impl Quorum {
     /// Coordinates a write here: stamps it, stores it durably and appends it to this
     /// replica's outgoing stream.
     pub async fn write_local(&self, w: LocalWrite) -> Result<Written, ServiceError> {
+        self.startup_sync().await;
         self.submit(|tx| Job::Write(w, tx)).await
+    }
+
+    /// Right after a start, waits until every peer has answered once (at most
+    /// [`STARTUP_SYNC`]): a peer that holds more of this replica's own stream than this
+    /// replica does (its data was restored from an older copy) makes it skip ahead first, so
+    /// no stream position, and no dot, is ever used twice.
+    async fn startup_sync(&self) {
+        let deadline = self.started + STARTUP_SYNC;
+        let mut changes = self.acks.subscribe();
+        loop {
+            let heard = {
+                let views = self.views.lock().expect("views lock poisoned");
+                self.peer_ids().iter().all(|p| views.peers.contains_key(p))
+            };
+            if heard || Instant::now() >= deadline {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = tokio::time::timeout(left, changes.changed()).await;
+        }
     }
 
     /// Merges versions into this replica's.
@@ -819,7 +847,7 @@ impl Quorum {
 
     async fn on_push(&self, req: PushRequest) -> Result<PushResponse, String> {
         let origin = req.origin;
-        let first = req.updates.first().map(|u| u.seq);
+        let first_prev = req.updates.first().map(|u| u.prev);
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job::Push {
@@ -840,11 +868,13 @@ impl Quorum {
         if have >= view.announced {
             view.caught_up = Some(Instant::now());
         }
-        // The origin's log no longer has what this replica needs next: repair from it.
-        if have < req.trimmed
-            && first.is_none_or(|f| f > have + 1)
-            && !views.repair.contains(&origin)
-        {
+        // The origin's log no longer has what this replica needs next (or names a link this
+        // replica lacks): repair from it.
+        let gap = match first_prev {
+            Some(p) => p > have,
+            None => have < req.trimmed,
+        };
+        if gap && !views.repair.contains(&origin) {
             views.repair.push(origin);
         }
         Ok(PushResponse { vv })
