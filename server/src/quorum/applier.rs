@@ -382,11 +382,11 @@ impl Applier {
         let me = self.me;
         let slot = self.load(overlay, w.ns, &w.key)?;
         let mut obj = slot.object.clone().unwrap_or_default();
-        let existed = object::visible(&obj).is_some();
         if let Some(base) = &w.base {
             obj.sync(base);
             object::settle(&mut obj, w.policy);
         }
+        let existed = object::visible(&obj).is_some();
         let context = match w.context {
             Some(c) => c,
             None if w.policy == Policy::LastWriterWins || w.base.is_some() => Context::of(&obj),
