@@ -310,6 +310,54 @@ async fn every_level_on_three_replicas() {
         .await
         .expect("get");
     assert!(!r.found);
+
+    // A well-formed context no replica could have handed out — its newest version stamped
+    // at the end of time — is refused too: it would drag every replica's clock along.
+    let mut future = vec![1u8]; // format version
+    future.extend_from_slice(&0u64.to_le_bytes()); // an empty vector clock
+    future.extend_from_slice(&(u64::MAX - 1).to_le_bytes()); // floor: wall-clock ns
+    future.extend_from_slice(&0u32.to_le_bytes()); // floor: logical
+    future.extend_from_slice(&1u64.to_le_bytes()); // floor: replica
+    let refused = kvs[0]
+        .put(v1::PutRequest {
+            namespace: "q".into(),
+            key: Bytes::from_static(b"never"),
+            value: Bytes::from_static(b"x"),
+            context: Bytes::from(future),
+            consistency: at(L::Eventual),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a context from the future");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("ahead"), "{}", refused.message());
+
+    // Under last-writer-wins a write wins over what it did not see: a LINEARIZABLE write
+    // sent with an old context still becomes the value.
+    let old = get(&mut kvs[0], "q", "lin", L::Linearizable)
+        .await
+        .expect("get")
+        .version
+        .expect("version")
+        .context;
+    put(&mut kvs[1], "q", "lin", "newer", L::Linearizable)
+        .await
+        .expect("put");
+    kvs[2]
+        .put(v1::PutRequest {
+            namespace: "q".into(),
+            key: Bytes::from_static(b"lin"),
+            value: Bytes::from_static(b"newest"),
+            context: old,
+            consistency: at(L::Linearizable),
+            ..Default::default()
+        })
+        .await
+        .expect("put with an old context");
+    let r = get(&mut kvs[0], "q", "lin", L::Linearizable)
+        .await
+        .expect("get");
+    assert_eq!(r.value, "newest".as_bytes(), "the last write wins");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,7 +9,7 @@
 //! lost, every change to a key is a read-modify-write without races, and concurrent writes
 //! share an fsync.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -103,8 +103,18 @@ pub enum Job {
         vv: VectorClock,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// A peer holds this replica's own stream through `to`, past this replica's position
+    /// (its data was restored from an older copy): continue after it, never reusing a
+    /// position, and count the positions in between as not held until a repair brings them.
+    SkipAhead {
+        to: u64,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Drop this replica's outgoing log through `upto` (every peer has it).
     Trim { upto: u64 },
+    /// Forget a dropped namespace (its data went with the drop; its digests and tombstones
+    /// go now, and updates still arriving for it are ignored).
+    Forget { ns: NamespaceId },
     /// Collect tombstones every replica has applied (`replicas` holds every other replica's
     /// applied vector) and older than `before_ns` (wall clock).
     Collect {
@@ -116,6 +126,18 @@ pub enum Job {
 /// The durable state of the protocol at a replica.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Persisted {
+    seq: u64,
+    vv: VectorClock,
+    trimmed: u64,
+    /// Own positions through here were skipped (used before a restore from an older copy)
+    /// and are not held here: until a repair brings them, this replica's applied vector does
+    /// not claim its own later writes. 0: no gap.
+    gap_until: u64,
+}
+
+/// The persisted state before `gap_until` existed.
+#[derive(Deserialize)]
+struct PersistedV1 {
     seq: u64,
     vv: VectorClock,
     trimmed: u64,
@@ -243,7 +265,10 @@ pub struct Applier {
     hlc: Hlc,
     buffer: CausalBuffer<Update>,
     digests: Digests,
-    tombstones: BTreeSet<(NamespaceId, Vec<u8>)>,
+    /// Keys whose versions are all deletions, with the newest deletion's wall time.
+    tombstones: BTreeMap<(NamespaceId, Vec<u8>), u64>,
+    /// Namespaces dropped since the start: what still arrives for them is ignored.
+    dropped: std::collections::BTreeSet<NamespaceId>,
     published: Arc<Mutex<Published>>,
     applied: watch::Sender<VectorClock>,
 }
@@ -264,14 +289,24 @@ impl Applier {
         applied: watch::Sender<VectorClock>,
     ) -> Result<Self, StorageError> {
         let state = match engine.get(Cf::QuorumLog, STATE_KEY)? {
-            Some(b) => bincode::deserialize(&b).map_err(|_| StorageError::Corrupt {
-                cf: Cf::QuorumLog,
-                reason: "undecodable quorum state".into(),
-            })?,
+            Some(b) => match bincode::deserialize::<Persisted>(&b) {
+                Ok(s) => s,
+                Err(_) => bincode::deserialize::<PersistedV1>(&b)
+                    .map(|old| Persisted {
+                        seq: old.seq,
+                        vv: old.vv,
+                        trimmed: old.trimmed,
+                        gap_until: 0,
+                    })
+                    .map_err(|_| StorageError::Corrupt {
+                        cf: Cf::QuorumLog,
+                        reason: "undecodable quorum state".into(),
+                    })?,
+            },
             None => Persisted::default(),
         };
         let mut digests = Digests::new();
-        let mut tombstones = BTreeSet::new();
+        let mut tombstones = BTreeMap::new();
         let mut corrupt = false;
         engine.scan(Cf::Quorum, &[], None, ReadTier::Any, &mut |k, v| {
             let Some(ns) = k
@@ -285,7 +320,7 @@ impl Applier {
             digests.change(ns, key, None, Some(digest::item(key, v)));
             match object::decode(v) {
                 Some(o) if object::is_tombstone(&o) => {
-                    tombstones.insert((ns, key.to_vec()));
+                    tombstones.insert((ns, key.to_vec()), object::max_stamp(&o).ts.wall_ns);
                 }
                 Some(_) => {}
                 None => corrupt = true,
@@ -306,6 +341,7 @@ impl Applier {
             buffer: CausalBuffer::new(),
             digests,
             tombstones,
+            dropped: Default::default(),
             published,
             applied,
         };
@@ -387,7 +423,16 @@ impl Applier {
             object::settle(&mut obj, w.policy);
         }
         let existed = object::visible(&obj).is_some();
+        // Under last-writer-wins, and for a LINEARIZABLE write (which read `base` from a
+        // quorum), the write supersedes everything known here, whatever context the client
+        // sent: it must be stamped above every version seen, or it would lose at once.
         let context = match w.context {
+            Some(mut c) if w.policy == Policy::LastWriterWins || w.base.is_some() => {
+                let here = Context::of(&obj);
+                c.clock.merge(&here.clock);
+                c.floor = c.floor.max(here.floor);
+                c
+            }
             Some(c) => c,
             None if w.policy == Policy::LastWriterWins || w.base.is_some() => Context::of(&obj),
             None => Context::default(),
@@ -451,7 +496,9 @@ impl Applier {
             bincode::serialize(&update).expect("an update serializes"),
         );
         self.state.seq = seq;
-        self.state.vv.raise(me, seq);
+        if self.state.gap_until == 0 {
+            self.state.vv.raise(me, seq);
+        }
         slot.object = Some(obj.clone());
         slot.dirty = true;
         Ok(Written {
@@ -470,6 +517,9 @@ impl Applier {
         incoming: &Object,
         policy: Policy,
     ) -> Result<(), StorageError> {
+        if self.dropped.contains(&ns) {
+            return Ok(());
+        }
         let newest = object::max_stamp(incoming);
         self.hlc.update(newest.ts, wall_ns());
         let slot = self.load(overlay, ns, key)?;
@@ -559,28 +609,50 @@ impl Applier {
                     }
                 }
                 Job::Raise { vv, reply } => {
-                    // A peer that has more of this replica's own stream than this replica
-                    // (whose data was restored from an older copy) has those positions used:
-                    // continue after them, never reuse one.
-                    let own = vv.get(self.me);
-                    if own > self.state.seq {
-                        self.state.seq = own;
-                        self.state.trimmed = self.state.trimmed.max(own);
-                    }
+                    // Everything the peer had applied is here now, this replica's own
+                    // writes included (a restored replica gets its lost ones back this way).
+                    let me = self.me;
                     for (r, c) in vv.iter() {
-                        if r != self.me {
-                            self.state.vv.raise(r, c);
-                        }
+                        self.state
+                            .vv
+                            .raise(r, c.min(if r == me { self.state.seq } else { c }));
                     }
-                    self.state.vv.raise(self.me, self.state.seq);
+                    if self.state.gap_until > 0 && vv.get(me) >= self.state.gap_until {
+                        self.state.gap_until = 0;
+                        self.state.vv.raise(me, self.state.seq);
+                    }
+                    replies.push(Box::new(move |r| {
+                        let _ = reply.send(r);
+                    }));
+                }
+                Job::SkipAhead { to, reply } => {
+                    if to > self.state.seq {
+                        tracing::warn!(
+                            to,
+                            seq = self.state.seq,
+                            "a peer holds more of this replica's own stream than it does (restored from an older copy?); skipping ahead"
+                        );
+                        self.state.seq = to;
+                        self.state.gap_until = to;
+                        self.state.trimmed = self.state.trimmed.max(to);
+                    }
                     replies.push(Box::new(move |r| {
                         let _ = reply.send(r);
                     }));
                 }
                 Job::Trim { upto } => {
-                    if upto > self.state.trimmed {
-                        trim_to = Some(upto.min(self.state.seq));
-                    }
+                    trim_to = trim_to.max(Some(upto));
+                }
+                Job::Forget { ns } => {
+                    self.dropped.insert(ns);
+                    self.digests.remove(ns);
+                    self.tombstones.retain(|(n, _), _| *n != ns);
+                    overlay.retain(|(n, _), _| *n != ns);
+                    let (lo, hi) = (
+                        ns.to_be_bytes().to_vec(),
+                        ns.saturating_add(1).to_be_bytes().to_vec(),
+                    );
+                    batch.delete_range(Cf::Quorum, lo, hi);
                 }
                 Job::Collect {
                     replicas,
@@ -592,13 +664,15 @@ impl Applier {
                 }
             }
         }
-        if let Some(upto) = trim_to {
-            batch.delete_range(
-                Cf::QuorumLog,
-                log_key(self.state.trimmed + 1),
-                log_key(upto + 1),
-            );
-            self.state.trimmed = upto;
+        if let Some(upto) = trim_to.map(|u| u.min(self.state.seq)) {
+            if upto > self.state.trimmed {
+                batch.delete_range(
+                    Cf::QuorumLog,
+                    log_key(self.state.trimmed + 1),
+                    log_key(upto + 1),
+                );
+                self.state.trimmed = upto;
+            }
         }
         // Dirty keys: data and digest changes.
         let mut changes = Vec::new();
@@ -612,7 +686,9 @@ impl Applier {
                     let bytes = object::encode(o);
                     let item = digest::item(&key, &bytes);
                     batch.put(Cf::Quorum, k, bytes);
-                    Some((item, object::is_tombstone(o)))
+                    let tombstone =
+                        object::is_tombstone(o).then(|| object::max_stamp(o).ts.wall_ns);
+                    Some((item, tombstone))
                 }
                 None => {
                     batch.delete(Cf::Quorum, k);
@@ -635,8 +711,8 @@ impl Applier {
                 for (ns, key, old, new) in changes {
                     self.digests.change(ns, &key, old, new.map(|(i, _)| i));
                     match new {
-                        Some((_, true)) => {
-                            self.tombstones.insert((ns, key));
+                        Some((_, Some(wall))) => {
+                            self.tombstones.insert((ns, key), wall);
                         }
                         _ => {
                             self.tombstones.remove(&(ns, key));
@@ -661,10 +737,23 @@ impl Applier {
         replicas: &[VectorClock],
         before_ns: u64,
     ) -> Result<(), StorageError> {
-        let candidates: Vec<_> = self.tombstones.iter().cloned().collect();
+        // Only deletions older than the grace period are looked at, at most this many a pass,
+        // so a delete-heavy load does not stall the applier.
+        const MAX_PER_PASS: usize = 4096;
+        let candidates: Vec<(NamespaceId, Vec<u8>)> = self
+            .tombstones
+            .iter()
+            .filter(|(_, wall)| **wall < before_ns)
+            .map(|(k, _)| k.clone())
+            .take(MAX_PER_PASS)
+            .collect();
         for (ns, key) in candidates {
             let slot = self.load(overlay, ns, &key)?;
-            let Some(obj) = &slot.object else { continue };
+            let Some(obj) = &slot.object else {
+                // Gone already (its namespace was dropped): forget it.
+                self.tombstones.remove(&(ns, key));
+                continue;
+            };
             let collectable = object::is_tombstone(obj)
                 && obj.values().all(|v| {
                     v.stamp.ts.wall_ns < before_ns

@@ -57,6 +57,11 @@ impl Digests {
             .unwrap_or_else(|| vec![0; LEAVES])
     }
 
+    /// The namespaces holding data.
+    pub fn namespaces(&self) -> impl Iterator<Item = NamespaceId> + '_ {
+        self.namespaces.keys().copied()
+    }
+
     /// Forgets a namespace.
     pub fn remove(&mut self, ns: NamespaceId) {
         self.namespaces.remove(&ns);

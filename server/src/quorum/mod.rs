@@ -281,7 +281,7 @@ impl Quorum {
     /// [`STARTUP_SYNC`]): a peer that holds more of this replica's own stream than this
     /// replica does (its data was restored from an older copy) makes it skip ahead first, so
     /// no stream position, and no dot, is ever used twice.
-    async fn startup_sync(&self) {
+    pub async fn startup_sync(&self) {
         let deadline = self.started + STARTUP_SYNC;
         let mut changes = self.acks.subscribe();
         loop {
@@ -369,6 +369,11 @@ impl Quorum {
         .await
         .map_err(storage)?
         .map_err(storage)
+    }
+
+    /// This replica's last position in its own stream.
+    pub fn position(&self) -> u64 {
+        self.published.lock().expect("published lock poisoned").seq
     }
 
     /// What this replica has applied, per origin.
@@ -565,11 +570,16 @@ impl Quorum {
     /// replica's stream through `seq`. Returns how many have.
     pub async fn wait_acked(&self, seq: u64, count: usize) -> usize {
         let acked = || {
+            let members = self.peer_ids();
             let views = self.views.lock().expect("views lock poisoned");
-            views
-                .peers
-                .values()
-                .filter(|p| p.vv.get(self.me) >= seq)
+            members
+                .iter()
+                .filter(|id| {
+                    views
+                        .peers
+                        .get(id)
+                        .is_some_and(|p| p.vv.get(self.me) >= seq)
+                })
                 .count()
         };
         let mut changes = self.acks.subscribe();
@@ -637,14 +647,29 @@ impl Quorum {
                     (addr.clone(), task)
                 });
             }
-            // Trim what every peer has.
+            // Forget namespaces dropped since their data arrived.
+            let held: Vec<NamespaceId> = self
+                .published
+                .lock()
+                .expect("published lock poisoned")
+                .digests
+                .namespaces()
+                .collect();
+            for ns in held {
+                if self.store.namespace_dropped(ns) {
+                    let _ = self.jobs.send(Job::Forget { ns }).await;
+                }
+            }
+            // Trim what every peer has (everything, with no peer at all).
+            let ids = self.peer_ids();
             let min_acked = {
                 let views = self.views.lock().expect("views lock poisoned");
-                peers
-                    .iter()
-                    .map(|(id, _)| views.peers.get(id).map_or(0, |p| p.vv.get(self.me)))
+                ids.iter()
+                    .map(|id| views.peers.get(id).map_or(0, |p| p.vv.get(self.me)))
                     .min()
             };
+            let min_acked = min_acked
+                .or_else(|| Some(self.published.lock().expect("published lock poisoned").seq));
             if let Some(upto) = min_acked {
                 let trimmed = self
                     .published
@@ -658,11 +683,12 @@ impl Quorum {
             // Collect tombstones every replica has.
             if last_gc.elapsed() >= Duration::from_secs(1) {
                 last_gc = Instant::now();
+                // Every other member must have answered (those without a known address too:
+                // collecting past one that cannot be asked could bring a key back).
                 let replicas: Option<Vec<VectorClock>> = {
                     let views = self.views.lock().expect("views lock poisoned");
-                    peers
-                        .iter()
-                        .map(|(id, _)| views.peers.get(id).map(|p| p.vv.clone()))
+                    ids.iter()
+                        .map(|id| views.peers.get(id).map(|p| p.vv.clone()))
                         .collect()
                 };
                 if let Some(replicas) = replicas {
@@ -752,22 +778,21 @@ impl Quorum {
                     acked = Some(theirs);
                     if theirs > seq {
                         // The peer has more of this replica's stream than this replica: its
-                        // data directory was restored from an older copy. Continue after it.
-                        tracing::warn!(
-                            peer,
-                            theirs,
-                            seq,
-                            "a peer is ahead of this replica's own stream; skipping ahead"
-                        );
+                        // data directory was restored from an older copy. Continue after it,
+                        // and repair from that peer.
                         let (tx, rx) = oneshot::channel();
                         let _ = self
                             .jobs
-                            .send(Job::Raise {
-                                vv: VectorClock::from_entries([(self.me, theirs)]),
+                            .send(Job::SkipAhead {
+                                to: theirs,
                                 reply: tx,
                             })
                             .await;
                         let _ = rx.await;
+                        let mut views = self.views.lock().expect("views lock poisoned");
+                        if !views.repair.contains(&peer) {
+                            views.repair.push(peer);
+                        }
                     }
                     self.views
                         .lock()
@@ -801,8 +826,14 @@ impl Quorum {
             .expect("published lock poisoned")
             .digests
             .clone();
+        // Whether every namespace the peer holds was reconciled: only then does this replica
+        // have everything the peer had applied.
+        let mut complete = true;
         for (ns, leaves) in &theirs.namespaces {
             let Some(policy) = self.policy_of(*ns) else {
+                // Not in this replica's catalog yet: its data cannot be merged, so the
+                // applied vector must not be raised past it. (Dropped: nothing to merge.)
+                complete &= self.store.namespace_dropped(*ns) || leaves.iter().all(|l| *l == 0);
                 continue;
             };
             let differ: Vec<u16> = digest::diff(&ours.of(*ns), leaves)
@@ -832,6 +863,9 @@ impl Quorum {
                 }
             }
         }
+        if !complete {
+            return Ok(());
+        }
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job::Raise {
@@ -845,8 +879,13 @@ impl Quorum {
 
     // ---- the peer service's handlers ----
 
-    async fn on_push(&self, req: PushRequest) -> Result<PushResponse, String> {
+    async fn on_push(&self, from: ReplicaId, req: PushRequest) -> Result<PushResponse, String> {
         let origin = req.origin;
+        if origin != from || origin == self.me {
+            return Err(format!(
+                "replica {from} pushed the stream of replica {origin}; only an origin pushes its own"
+            ));
+        }
         let first_prev = req.updates.first().map(|u| u.prev);
         let (tx, rx) = oneshot::channel();
         self.jobs
@@ -885,13 +924,18 @@ impl Quorum {
             let p = self.published.lock().expect("published lock poisoned");
             (p.vv.clone(), p.digests.clone())
         };
-        let namespaces = self
+        // Every quorum namespace of the catalog, and every namespace holding data here (one
+        // whose creation the catalog has not applied yet included).
+        let mut ids: std::collections::BTreeSet<NamespaceId> = self
             .store
             .namespaces()
             .into_iter()
             .filter(|m| m.spec.protocol == dialkv_proto::v1::Protocol::Quorum as i32)
-            .map(|m| (m.id, digests.of(m.id)))
+            .map(|m| m.id)
             .collect();
+        ids.extend(digests.namespaces());
+        ids.retain(|id| !self.store.namespace_dropped(*id));
+        let namespaces = ids.into_iter().map(|id| (id, digests.of(id))).collect();
         DigestResponse { vv, namespaces }
     }
 
@@ -908,7 +952,7 @@ impl Quorum {
                 }
                 None => req.ns.to_be_bytes().to_vec(),
             };
-            let hi = (req.ns + 1).to_be_bytes().to_vec();
+            let hi = req.ns.saturating_add(1).to_be_bytes().to_vec();
             let mut items = Vec::new();
             let (mut bytes, mut more) = (0, false);
             engine
@@ -974,6 +1018,24 @@ impl QuorumService {
             .map_err(|e| tonic::Status::invalid_argument(format!("undecodable message: {e}")))
     }
 
+    /// Decodes a request, runs `handler` on it and encodes its answer.
+    async fn handle<Req, Resp, Fut>(
+        &self,
+        request: tonic::Request<QuorumMessage>,
+        handler: impl FnOnce(Arc<Quorum>, ReplicaId, Req) -> Fut,
+    ) -> Result<tonic::Response<QuorumMessage>, tonic::Status>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
+    {
+        let msg = request.into_inner();
+        let from = msg.from;
+        let req: Req = self.open(msg)?;
+        let resp = handler(self.quorum.clone(), from, req).await?;
+        self.reply(from, &resp)
+    }
+
     fn reply<T: Serialize>(
         &self,
         to: u64,
@@ -999,61 +1061,50 @@ impl dialkv_proto::replication::quorum_server::Quorum for QuorumService {
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        let msg = request.into_inner();
-        let from = msg.from;
-        let req: PushRequest = self.open(msg)?;
-        let resp = self.quorum.on_push(req).await.map_err(internal)?;
-        self.reply(from, &resp)
+        self.handle(request, |q, from, req: PushRequest| async move {
+            q.on_push(from, req).await.map_err(internal)
+        })
+        .await
     }
 
     async fn read(
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        let msg = request.into_inner();
-        let from = msg.from;
-        let req: ReadRequest = self.open(msg)?;
-        let object = self
-            .quorum
-            .read_local(req.ns, &req.key)
-            .await
-            .map_err(tonic::Status::from)?;
-        self.reply(from, &ReadResponse { object })
+        self.handle(request, |q, _, req: ReadRequest| async move {
+            let object = q.read_local(req.ns, &req.key).await?;
+            Ok(ReadResponse { object })
+        })
+        .await
     }
 
     async fn merge(
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        let msg = request.into_inner();
-        let from = msg.from;
-        let req: MergeRequest = self.open(msg)?;
-        self.quorum
-            .merge_local(vec![(req.ns, req.key, req.object, req.policy)])
-            .await
-            .map_err(tonic::Status::from)?;
-        self.reply(from, &())
+        self.handle(request, |q, _, req: MergeRequest| async move {
+            q.merge_local(vec![(req.ns, req.key, req.object, req.policy)])
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn digest(
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        let msg = request.into_inner();
-        let from = msg.from;
-        let () = self.open(msg)?;
-        let resp = self.quorum.on_digest().await;
-        self.reply(from, &resp)
+        self.handle(request, |q, _, ()| async move { Ok(q.on_digest().await) })
+            .await
     }
 
     async fn fetch(
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        let msg = request.into_inner();
-        let from = msg.from;
-        let req: FetchRequest = self.open(msg)?;
-        let resp = self.quorum.on_fetch(req).await.map_err(internal)?;
-        self.reply(from, &resp)
+        self.handle(request, |q, _, req: FetchRequest| async move {
+            q.on_fetch(req).await.map_err(internal)
+        })
+        .await
     }
 }

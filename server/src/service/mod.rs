@@ -256,7 +256,17 @@ impl Node {
         level: v1::ConsistencyLevel,
         token: &SessionToken,
     ) -> Option<v1::ResponseHeader> {
-        let (lag_versions, lag) = self.replica.lag();
+        self.header_with_lag(level, token, self.replica.lag())
+    }
+
+    /// The header of a response served at `level`, with `token` and a known lag (versions,
+    /// and time when known).
+    pub fn header_with_lag(
+        &self,
+        level: v1::ConsistencyLevel,
+        token: &SessionToken,
+        (lag_versions, lag): (u64, Option<Duration>),
+    ) -> Option<v1::ResponseHeader> {
         Some(v1::ResponseHeader {
             served_level: level as i32,
             session: Some(v1::SessionToken {

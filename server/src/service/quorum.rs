@@ -160,18 +160,9 @@ fn check_staleness(node: &Node, c: Option<&v1::Consistency>) -> Result<(), Servi
     })
 }
 
-/// The response header of a quorum request.
+/// The response header of a quorum request: the lag is this replica's behind the others.
 fn header(node: &Node, level: L, token: &SessionToken) -> Option<v1::ResponseHeader> {
-    let (lag_versions, lag) = node.quorum.lag();
-    Some(v1::ResponseHeader {
-        served_level: level as i32,
-        session: Some(v1::SessionToken {
-            token: token.encode().into(),
-        }),
-        replica_id: node.id,
-        lag_versions,
-        lag_ms: lag.map_or(u64::MAX, |d| d.as_millis() as u64),
-    })
+    node.header_with_lag(level, token, node.quorum.lag())
 }
 
 fn merged(objects: Vec<Option<Object>>, policy: Policy) -> (Object, bool) {
@@ -202,6 +193,9 @@ pub async fn get(
     let q = &node.quorum;
     let plan = plan(node, ns, req.consistency.as_ref())?;
     let (mut token, g) = session(node, req.session.as_ref())?;
+    // Guarantees a session asked for hold at every level, also when it mixes levels (a
+    // write at W = 1 is not at R replicas yet).
+    admit(node, ns, &token, &g, plan.level, false).await?;
     let obj = if plan.strong {
         let (obj, agree) = merged(q.read_quorum(ns.id, &req.key, plan.r).await?, plan.policy);
         if !(obj.is_empty() || (agree && plan.r >= plan.w)) {
@@ -225,7 +219,6 @@ pub async fn get(
         token.observe_vector_read(&ns.spec.name, u64::from(ns.id), &object::positions(&obj));
         obj
     } else {
-        admit(node, ns, &token, &g, plan.level, false).await?;
         if plan.level == L::BoundedStaleness {
             check_staleness(node, req.consistency.as_ref())?;
         }
@@ -311,17 +304,17 @@ pub async fn write(
 ) -> Result<WriteDone, ServiceError> {
     let q = &node.quorum;
     let plan = plan(node, ns, consistency)?;
+    // A replica that just started learns first how much of its own stream its peers hold.
+    q.startup_sync().await;
     let context = match context.is_empty() {
         true => None,
-        false => Some(Context::decode(context).ok_or_else(|| {
-            ServiceError::invalid(
-                "context",
-                "BAD_CONTEXT",
-                "is not a causal context: send back the version.context of a read of this namespace unchanged",
-            )
-        })?),
+        false => Some(check_context(node, context)?),
     };
     let (mut token, g) = session(node, s)?;
+    admit(node, ns, &token, &g, plan.level, true).await?;
+    // Monotonic writes and writes-follow-reads: the write depends on what the session wrote
+    // and read (all applied here, by `admit`), and reaches others only after it.
+    let ordered = plan.level == L::Causal || g.monotonic_writes || g.writes_follow_reads;
     let mut local = LocalWrite {
         ns: ns.id,
         key: key.to_vec(),
@@ -335,6 +328,7 @@ pub async fn write(
         // ABD's first phase: learn the greatest stamp (and every version) from R replicas.
         let (base, _) = merged(q.read_quorum(ns.id, key, plan.r).await?, plan.policy);
         local.base = Some(base);
+        local.causal = ordered;
         let written = q.write_local(local).await?;
         if let Err(have) = q
             .merge_quorum(ns.id, key, &written.object, plan.policy, plan.w)
@@ -344,12 +338,12 @@ pub async fn write(
         }
         written
     } else {
-        admit(node, ns, &token, &g, plan.level, true).await?;
-        local.causal = plan.level == L::Causal || g.monotonic_writes || g.writes_follow_reads;
+        local.causal = ordered;
         let written = q.write_local(local).await?;
         if plan.w > 1 {
-            if plan.level == L::Causal {
-                // Acknowledged once W − 1 peers have applied it, in causal order.
+            if ordered {
+                // Acknowledged once W − 1 peers have applied it, in causal order (a direct
+                // merge could show it somewhere before what it depends on).
                 let have = q.wait_acked(written.seq, plan.w - 1).await + 1;
                 if have < plan.w {
                     return Err(not_reached(have, plan.w));
@@ -376,6 +370,39 @@ pub async fn write(
         },
         existed: written.existed,
     })
+}
+
+/// The longest a client's context may claim a version stamped ahead of this replica's clock.
+const MAX_CONTEXT_AHEAD: Duration = Duration::from_secs(3600);
+
+/// Decodes a client's causal context and refuses one no replica could have handed out: a
+/// stamp far in the future, a counter near overflow, or writes of this replica it never
+/// coordinated. Such a context would drag every replica's clock forward or make a write
+/// reuse an identity.
+fn check_context(node: &Node, bytes: &Bytes) -> Result<Context, ServiceError> {
+    let bad = |why: &str| {
+        ServiceError::invalid(
+            "context",
+            "BAD_CONTEXT",
+            format!(
+                "is not a causal context of this namespace ({why}): send back the version.context of a read unchanged"
+            ),
+        )
+    };
+    let c = Context::decode(bytes).ok_or_else(|| bad("undecodable"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    if c.floor.ts.wall_ns > now.saturating_add(MAX_CONTEXT_AHEAD.as_nanos() as u64) {
+        return Err(bad("its newest version is stamped more than an hour ahead"));
+    }
+    if c.clock.iter().any(|(_, n)| n > 1 << 62) {
+        return Err(bad("a counter is out of range"));
+    }
+    if c.clock.get(node.id) > node.quorum.position() {
+        return Err(bad("it names writes this replica never coordinated"));
+    }
+    Ok(c)
 }
 
 fn not_reached(have: usize, w: usize) -> ServiceError {

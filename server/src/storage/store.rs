@@ -391,6 +391,18 @@ impl Store {
             .collect()
     }
 
+    /// Whether namespace id `id` was created here and has been dropped since (ids are never
+    /// reused, so an id below the next one that is not in the catalog is gone for good).
+    pub fn namespace_dropped(&self, id: NamespaceId) -> bool {
+        id < *self.next_ns_id.read().expect("next id lock poisoned")
+            && !self
+                .catalog
+                .read()
+                .expect("catalog lock poisoned")
+                .values()
+                .any(|m| m.id == id)
+    }
+
     /// Reads the newest version of `key` in namespace `ns` at or below revision `at` (`None`:
     /// the newest of all). `Ok(None)` when absent or deleted.
     pub fn get(
