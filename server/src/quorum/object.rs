@@ -206,8 +206,12 @@ mod tests {
             .unwrap_or_default()
             .max(ctx.floor);
         let wall = wall.max(floor.ts.wall_ns + 1);
-        o.update(
-            replica,
+        // As the applier does: the dot is the write's position in its replica's stream, a
+        // counter over every key (`unique` grows with every step of a test).
+        let counter = u64::from(unique) + 1;
+        assert!(counter > o.known(replica).max(ctx.clock.get(replica)));
+        o.update_at(
+            dialkv_consistency::clock::Dot { replica, counter },
             &ctx.clock,
             Val {
                 stamp: Stamp {
@@ -217,7 +221,7 @@ mod tests {
                     },
                     origin: replica,
                 },
-                seq: wall,
+                seq: counter,
                 value: value.map(|v| vec![v]),
             },
         );
@@ -368,7 +372,7 @@ mod tests {
         assert_eq!(a.len(), 2, "concurrent writes are both kept");
         assert_eq!(visible(&a).and_then(|v| v.value.clone()), Some(vec![2]));
         let ctx = Context::of(&a);
-        write(&mut a, 1, &ctx, 5, 0, Some(3), Policy::Siblings);
+        write(&mut a, 1, &ctx, 5, 1, Some(3), Policy::Siblings);
         assert_eq!(a.len(), 1);
         assert!(
             max_stamp(&a) > stamp(11, 2),
