@@ -14,13 +14,16 @@
 //! - [`session`]: the four session guarantees, on register and list-append histories;
 //! - [`eventual`]: no thin-air reads, convergence of final reads;
 //! - `elle`: Elle-style list-append and transactional isolation checkers;
-//! - `causal`: causal consistency (CC, CCv).
+//! - `causal`: causal consistency (CC, CCv);
+//! - [`set`]: grow-only sets (lost, unexpected and, at linearizable, stale elements);
+//! - [`bank`]: transfers between accounts (totals conserved, no negative balance).
 //!
 //! See `DESIGN.md` §4 (consistency levels) and §10 (verification).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bank;
 pub mod causal;
 pub mod clock;
 pub mod elle;
@@ -32,4 +35,5 @@ pub mod register;
 pub mod sequential;
 pub mod session;
 pub mod session_token;
+pub mod set;
 pub mod verdict;

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `register` | `read`, `write` (unique values), `cas [expected, new]` on a few keys at a time | `linearizable`, `sequential`, `causal` (CC) or `eventual` per `--level` |
 //! | `list-append` | `append` (unique per key), `read` of the whole list | Elle's `check_list_append` (linearizable, sequential) or `eventual` |
-//! | `set` | `add` of unique elements, `read` of the whole set | [`set::check`]: no lost or unexpected elements; at linearizable also no stale reads |
+//! | `set` | `add` of unique elements, `read` of the whole set | `dialkv_consistency::set::check`: no lost or unexpected elements; at linearizable also no stale reads |
 //! | `session` | list-append through one session per client, with all four guarantees | `session::check_each` (RYW, MR, MW, WFR) and the level's check |
 //! | `txn` | `txn`: 1–4 micro-ops `["r", k, nil]` / `["append", k, v]` over a few keys, one interactive transaction each ([`txn`]) | Elle's `check_txn` at strict serializability |
 //! | `bank` | `transfer` between two accounts and `read` of every account, each a transaction | [`bank::check`]: every read sums to the total, no negative balance |
@@ -26,7 +26,6 @@
 //! small.
 
 pub mod bank;
-pub mod set;
 pub mod txn;
 
 use std::collections::BTreeMap;
@@ -43,7 +42,7 @@ use dialkv_consistency::elle::{self, Isolation, ListAppendLevel};
 use dialkv_consistency::history::{EventType, History, Workload as HistoryWorkload};
 use dialkv_consistency::level::SessionGuarantees;
 use dialkv_consistency::verdict::Verdict;
-use dialkv_consistency::{eventual, linearizable, sequential, session};
+use dialkv_consistency::{eventual, linearizable, sequential, session, set};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;

@@ -10,14 +10,12 @@
 //! - **stale** (linearizable only): an ok read invoked after an ok add of `e` completed, that
 //!   does not contain `e` — the read missed a write that finished before it began.
 //!
-//! A set with ok adds but no ok final read cannot show loss: `Unknown`. This checker lives
-//! here because the referee has no set workload yet; it belongs in `dialkv-consistency` next
-//! to the others once one is added there.
+//! A set with ok adds but no ok final read cannot show loss: `Unknown`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use dialkv_consistency::history::{History, Op};
-use dialkv_consistency::verdict::{Verdict, WitnessOp};
+use crate::history::{History, Op};
+use crate::verdict::{Verdict, WitnessOp};
 
 /// Checks every set in the history; `linearizable` adds the stale-read check.
 pub fn check(history: &History, linearizable: bool) -> Verdict {
@@ -142,7 +140,7 @@ fn check_set(key: &str, ops: &[&Op], linearizable: bool) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dialkv_consistency::history::HistoryBuilder;
+    use crate::history::HistoryBuilder;
     use serde_json::{json, Value};
 
     fn base() -> HistoryBuilder {
