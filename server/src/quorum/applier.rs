@@ -110,6 +110,10 @@ pub enum Job {
         to: u64,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Every current member has been through a complete anti-entropy pass since this
+    /// replica skipped ahead: what it lost is nowhere to be had, so it counts its own stream
+    /// as applied again.
+    ClearGap,
     /// Drop this replica's outgoing log through `upto` (every peer has it).
     Trim { upto: u64 },
     /// Forget a dropped namespace (its data went with the drop; its digests and tombstones
@@ -158,6 +162,8 @@ pub struct Published {
     pub pending: usize,
     /// Deleted keys whose tombstones are not yet collected.
     pub tombstones: usize,
+    /// Whether this replica skipped ahead in its own stream and lacks what it skipped.
+    pub gap: bool,
 }
 
 /// Storage key of the persisted state.
@@ -269,9 +275,20 @@ pub struct Applier {
     tombstones: BTreeMap<(NamespaceId, Vec<u8>), u64>,
     /// Namespaces dropped since the start: what still arrives for them is ignored.
     dropped: std::collections::BTreeSet<NamespaceId>,
+    /// Where the next collection pass starts.
+    collect_from: Option<(NamespaceId, Vec<u8>)>,
     published: Arc<Mutex<Published>>,
     applied: watch::Sender<VectorClock>,
 }
+
+/// The largest counter (stream position, dot) accepted from a peer or a client: far from
+/// overflow.
+pub const MAX_COUNTER: u64 = 1 << 62;
+/// How far ahead of this replica's clock a version's stamp may be.
+pub const MAX_AHEAD_NS: u64 = 3_600_000_000_000;
+
+/// A key of a namespace.
+type Key = (NamespaceId, Vec<u8>);
 
 /// Answers a job once its group is written (or failed).
 type Reply = Box<dyn FnOnce(Result<(), String>)>;
@@ -342,6 +359,7 @@ impl Applier {
             digests,
             tombstones,
             dropped: Default::default(),
+            collect_from: None,
             published,
             applied,
         };
@@ -371,6 +389,7 @@ impl Applier {
         p.digests = self.digests.clone();
         p.pending = self.buffer.len();
         p.tombstones = self.tombstones.len();
+        p.gap = self.state.gap_until > 0;
         drop(p);
         self.applied.send_if_modified(|v| {
             let changed = *v != self.state.vv;
@@ -452,14 +471,7 @@ impl Applier {
         // sees already used (its data was restored from an older copy, and the key or the
         // client's context carries its later writes) is skipped, never reused.
         let known = obj.known(me).max(context.clock.get(me));
-        if known > self.state.seq {
-            tracing::warn!(
-                known,
-                seq = self.state.seq,
-                "this replica's own stream is ahead of its data (restored from an older copy?); skipping ahead"
-            );
-            self.state.seq = known;
-        }
+        self.skip_to(known, batch);
         let prev = self.state.seq;
         let seq = prev + 1;
         let stamp = Stamp { ts, origin: me };
@@ -518,6 +530,13 @@ impl Applier {
         policy: Policy,
     ) -> Result<(), StorageError> {
         if self.dropped.contains(&ns) {
+            return Ok(());
+        }
+        if !object::sane(incoming, wall_ns().saturating_add(MAX_AHEAD_NS)) {
+            tracing::warn!(
+                ns,
+                "dropping versions stamped far in the future or with counters out of range"
+            );
             return Ok(());
         }
         let newest = object::max_stamp(incoming);
@@ -612,34 +631,30 @@ impl Applier {
                     // Everything the peer had applied is here now, this replica's own
                     // writes included (a restored replica gets its lost ones back this way).
                     let me = self.me;
-                    for (r, c) in vv.iter() {
-                        self.state
-                            .vv
-                            .raise(r, c.min(if r == me { self.state.seq } else { c }));
-                    }
-                    if self.state.gap_until > 0 && vv.get(me) >= self.state.gap_until {
-                        self.state.gap_until = 0;
-                        self.state.vv.raise(me, self.state.seq);
+                    if vv.iter().all(|(_, c)| c <= MAX_COUNTER) {
+                        // A peer holding more of this replica's stream than it knows of means
+                        // those positions were used: skip them first.
+                        self.skip_to(vv.get(me), &mut batch);
+                        for (r, c) in vv.iter() {
+                            self.state.vv.raise(r, c);
+                        }
+                        if self.state.gap_until > 0 && vv.get(me) >= self.state.gap_until {
+                            self.clear_gap();
+                        }
                     }
                     replies.push(Box::new(move |r| {
                         let _ = reply.send(r);
                     }));
                 }
                 Job::SkipAhead { to, reply } => {
-                    if to > self.state.seq {
-                        tracing::warn!(
-                            to,
-                            seq = self.state.seq,
-                            "a peer holds more of this replica's own stream than it does (restored from an older copy?); skipping ahead"
-                        );
-                        self.state.seq = to;
-                        self.state.gap_until = to;
-                        self.state.trimmed = self.state.trimmed.max(to);
+                    if to <= MAX_COUNTER {
+                        self.skip_to(to, &mut batch);
                     }
                     replies.push(Box::new(move |r| {
                         let _ = reply.send(r);
                     }));
                 }
+                Job::ClearGap => self.clear_gap(),
                 Job::Trim { upto } => {
                     trim_to = trim_to.max(Some(upto));
                 }
@@ -731,6 +746,37 @@ impl Applier {
         }
     }
 
+    /// Continues this replica's stream after `to` if that is past it: positions through
+    /// `to` were used before (by this replica before its data was restored from an older
+    /// copy) and are never reused, and they are not counted as applied here until a repair
+    /// brings them (or every member turns out not to have them either).
+    fn skip_to(&mut self, to: u64, batch: &mut WriteBatch) {
+        if to <= self.state.seq {
+            return;
+        }
+        tracing::warn!(
+            to,
+            seq = self.state.seq,
+            "this replica's own stream was used past where its data ends (restored from an older copy?); skipping ahead"
+        );
+        // Entries of the old log below the new position are never sent again.
+        batch.delete_range(
+            Cf::QuorumLog,
+            log_key(self.state.trimmed + 1),
+            log_key(to + 1),
+        );
+        self.state.trimmed = self.state.trimmed.max(to);
+        self.state.seq = to;
+        self.state.gap_until = self.state.gap_until.max(to);
+    }
+
+    fn clear_gap(&mut self) {
+        if self.state.gap_until > 0 {
+            self.state.gap_until = 0;
+            self.state.vv.raise(self.me, self.state.seq);
+        }
+    }
+
     fn collect(
         &mut self,
         overlay: &mut HashMap<(NamespaceId, Vec<u8>), Slot>,
@@ -740,13 +786,29 @@ impl Applier {
         // Only deletions older than the grace period are looked at, at most this many a pass,
         // so a delete-heavy load does not stall the applier.
         const MAX_PER_PASS: usize = 4096;
-        let candidates: Vec<(NamespaceId, Vec<u8>)> = self
-            .tombstones
-            .iter()
-            .filter(|(_, wall)| **wall < before_ns)
-            .map(|(k, _)| k.clone())
-            .take(MAX_PER_PASS)
-            .collect();
+        // A pass goes on from where the last one stopped, so that deletions held back (a
+        // lagging replica) do not keep the collector from the others.
+        let from = self.collect_from.take();
+        let ordered: Box<dyn Iterator<Item = (&Key, &u64)>> = match &from {
+            Some(k) => Box::new(
+                self.tombstones
+                    .range(k.clone()..)
+                    .chain(self.tombstones.range(..k.clone())),
+            ),
+            None => Box::new(self.tombstones.iter()),
+        };
+        let mut candidates: Vec<(NamespaceId, Vec<u8>)> = Vec::new();
+        for (k, wall) in ordered {
+            if *wall < before_ns {
+                candidates.push(k.clone());
+                if candidates.len() >= MAX_PER_PASS {
+                    break;
+                }
+            }
+        }
+        if candidates.len() >= MAX_PER_PASS {
+            self.collect_from = candidates.last().cloned();
+        }
         for (ns, key) in candidates {
             let slot = self.load(overlay, ns, &key)?;
             let Some(obj) = &slot.object else {

@@ -285,7 +285,7 @@ impl Quorum {
         let deadline = self.started + STARTUP_SYNC;
         let mut changes = self.acks.subscribe();
         loop {
-            let heard = {
+            let heard = self.is_member() && {
                 let views = self.views.lock().expect("views lock poisoned");
                 self.peer_ids().iter().all(|p| views.peers.contains_key(p))
             };
@@ -422,6 +422,14 @@ impl Quorum {
             .filter(|(id, _)| *id != self.me)
             .filter_map(|(id, a)| a.map(|a| (id, a)))
             .collect()
+    }
+
+    /// Whether this replica is in the cluster's membership (as it knows it).
+    fn is_member(&self) -> bool {
+        self.replica
+            .member_addresses()
+            .iter()
+            .any(|(id, _)| *id == self.me)
     }
 
     fn peer_ids(&self) -> Vec<ReplicaId> {
@@ -616,6 +624,7 @@ impl Quorum {
         let mut last_ae = Instant::now();
         let mut last_gc = Instant::now();
         let mut next_peer = 0usize;
+        let mut passes_since_gap = std::collections::BTreeSet::new();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -668,8 +677,14 @@ impl Quorum {
                     .map(|id| views.peers.get(id).map_or(0, |p| p.vv.get(self.me)))
                     .min()
             };
-            let min_acked = min_acked
-                .or_else(|| Some(self.published.lock().expect("published lock poisoned").seq));
+            // Alone in the membership: nobody to keep the log for. Not in it (yet, or the
+            // membership is not loaded): keep everything.
+            let member = self.is_member();
+            let min_acked = match (member, min_acked) {
+                (false, _) => None,
+                (true, None) => Some(self.published.lock().expect("published lock poisoned").seq),
+                (true, some) => some,
+            };
             if let Some(upto) = min_acked {
                 let trimmed = self
                     .published
@@ -681,7 +696,7 @@ impl Quorum {
                 }
             }
             // Collect tombstones every replica has.
-            if last_gc.elapsed() >= Duration::from_secs(1) {
+            if member && last_gc.elapsed() >= Duration::from_secs(1) {
                 last_gc = Instant::now();
                 // Every other member must have answered (those without a known address too:
                 // collecting past one that cannot be asked could bring a key back).
@@ -713,18 +728,34 @@ impl Quorum {
                 .filter(|(id, _)| urgent.contains(id))
                 .cloned()
                 .collect();
-            if targets.is_empty()
-                && !peers.is_empty()
-                && last_ae.elapsed() >= self.options.anti_entropy
-            {
+            // The round robin goes on beside urgent repairs (the peer that can repair a gap
+            // may not be the one that reported it).
+            if !peers.is_empty() && last_ae.elapsed() >= self.options.anti_entropy {
                 last_ae = Instant::now();
                 next_peer = (next_peer + 1) % peers.len();
-                targets.push(peers[next_peer].clone());
+                if !targets.contains(&peers[next_peer]) {
+                    targets.push(peers[next_peer].clone());
+                }
+            }
+            let gap = self.published.lock().expect("published lock poisoned").gap;
+            if !gap {
+                passes_since_gap.clear();
             }
             for (id, addr) in targets {
-                if let Err(e) = self.anti_entropy(id, &addr).await {
-                    tracing::debug!(peer = id, error = %e, "anti-entropy round failed");
+                match self.anti_entropy(id, &addr).await {
+                    Ok(true) if gap => {
+                        passes_since_gap.insert(id);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(peer = id, error = %e, "anti-entropy round failed"),
                 }
+            }
+            // This replica skipped ahead in its own stream and no member has what it skipped
+            // (each has been through a complete pass since): those writes are gone from
+            // everywhere, so its own later writes count as applied again.
+            if gap && !ids.is_empty() && ids.iter().all(|id| passes_since_gap.contains(id)) {
+                let _ = self.jobs.send(Job::ClearGap).await;
+                passes_since_gap.clear();
             }
         }
         for (_, (_, task)) in senders {
@@ -774,6 +805,15 @@ impl Quorum {
             {
                 Ok(resp) => {
                     let theirs = resp.vv.get(self.me);
+                    if theirs > applier::MAX_COUNTER {
+                        tracing::warn!(
+                            peer,
+                            theirs,
+                            "a peer answered an impossible stream position"
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
                     let progressed = acked != Some(theirs);
                     acked = Some(theirs);
                     if theirs > seq {
@@ -817,7 +857,7 @@ impl Quorum {
     /// One anti-entropy pass with `peer`: compare range digests, pull the keys of the ranges
     /// that differ and merge them; when every differing range came through, this replica has
     /// everything the peer had applied, and raises its applied vector to the peer's.
-    async fn anti_entropy(&self, peer: ReplicaId, addr: &str) -> Result<(), String> {
+    async fn anti_entropy(&self, peer: ReplicaId, addr: &str) -> Result<bool, String> {
         let timeout = self.options.timeout * 2;
         let theirs: DigestResponse = self.call(peer, addr, Rpc::Digest, &(), timeout).await?;
         let ours = self
@@ -864,7 +904,7 @@ impl Quorum {
             }
         }
         if !complete {
-            return Ok(());
+            return Ok(false);
         }
         let (tx, rx) = oneshot::channel();
         self.jobs
@@ -874,7 +914,8 @@ impl Quorum {
             })
             .await
             .map_err(|_| "stopping".to_string())?;
-        rx.await.map_err(|_| "stopping".to_string())?
+        rx.await.map_err(|_| "stopping".to_string())??;
+        Ok(true)
     }
 
     // ---- the peer service's handlers ----

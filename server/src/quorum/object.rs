@@ -85,6 +85,19 @@ pub fn visible(object: &Object) -> Option<&Val> {
         .filter(|_| winner(object).is_some_and(|w| w.value.is_some()) || object.len() > 1)
 }
 
+/// Whether versions from elsewhere are fit to merge: every stamp at most `max_wall_ns` and
+/// every counter far from overflow (a peer's or a client's data must not be able to wreck
+/// every replica's clock or counters).
+pub fn sane(object: &Object, max_wall_ns: u64) -> bool {
+    const MAX: u64 = 1 << 62;
+    object.versions().iter().all(|v| {
+        v.value.stamp.ts.wall_ns <= max_wall_ns
+            && v.value.seq <= MAX
+            && v.clock.dot.counter <= MAX
+            && v.clock.past.iter().all(|(_, c)| c <= MAX)
+    })
+}
+
 /// Whether every version is a deletion (and there is at least one): a tombstone.
 pub fn is_tombstone(object: &Object) -> bool {
     !object.is_empty() && object.values().all(|v| v.value.is_none())

@@ -400,7 +400,16 @@ fn check_context(node: &Node, bytes: &Bytes) -> Result<Context, ServiceError> {
         return Err(bad("a counter is out of range"));
     }
     if c.clock.get(node.id) > node.quorum.position() {
-        return Err(bad("it names writes this replica never coordinated"));
+        // Only a replica that lost part of its data (restored from an older copy) and has
+        // not heard from its peers yet can be behind a context: retryable, elsewhere.
+        return Err(ServiceError::Unavailable {
+            reason: "CONTEXT_AHEAD",
+            message: format!(
+                "the context names writes of replica {} past what it knows of; try another replica",
+                node.id
+            ),
+            retry_after: Some(Duration::from_millis(200)),
+        });
     }
     Ok(c)
 }
