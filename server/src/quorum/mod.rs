@@ -179,12 +179,14 @@ pub struct Quorum {
     /// When this replica started: writes wait (briefly) until the peers have said how much of
     /// its stream they hold.
     started: Instant,
+    /// Set once that wait is over.
+    synced: std::sync::atomic::AtomicBool,
     /// The settings.
     pub options: QuorumOptions,
 }
 
 /// The longest a freshly started replica holds writes back until it has heard from its peers.
-const STARTUP_SYNC: Duration = Duration::from_secs(2);
+pub const STARTUP_SYNC: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Quorum {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -245,6 +247,7 @@ impl Quorum {
             acks: watch::channel(0).0,
             metrics,
             started: Instant::now(),
+            synced: std::sync::atomic::AtomicBool::new(false),
             options,
         });
         tokio::spawn(quorum.clone().supervise(stop));
@@ -282,14 +285,20 @@ impl Quorum {
     /// replica does (its data was restored from an older copy) makes it skip ahead first, so
     /// no stream position, and no dot, is ever used twice.
     pub async fn startup_sync(&self) {
+        if self.synced.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let deadline = self.started + STARTUP_SYNC;
         let mut changes = self.acks.subscribe();
         loop {
             let heard = self.is_member() && {
+                let ids = self.peer_ids();
                 let views = self.views.lock().expect("views lock poisoned");
-                self.peer_ids().iter().all(|p| views.peers.contains_key(p))
+                ids.iter().all(|p| views.peers.contains_key(p))
             };
             if heard || Instant::now() >= deadline {
+                self.synced
+                    .store(true, std::sync::atomic::Ordering::Release);
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());
