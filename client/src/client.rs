@@ -75,6 +75,10 @@ struct Inner {
     client_id: u64,
     /// The last request sequence number handed out (`RequestId.seq`).
     seq: AtomicU64,
+    /// Whether each namespace written so far is a quorum namespace, as described by the
+    /// cluster: quorum writes are not deduplicated by request id, so they are not repeated
+    /// after a failure that may have applied them.
+    quorum_namespaces: std::sync::Mutex<std::collections::HashMap<String, bool>>,
     /// The implicit session of calls made without one: the merged token of every reply, sent
     /// (with no guarantees) by SEQUENTIAL and CAUSAL reads, so that this client's own order of
     /// operations holds on any replica. Without it, a SEQUENTIAL read at a backup could miss
@@ -284,6 +288,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 client_id,
                 seq: AtomicU64::new(0),
+                quorum_namespaces: std::sync::Mutex::default(),
                 process_token: std::sync::Mutex::default(),
             }),
         })
@@ -638,6 +643,44 @@ impl Client {
         })
     }
 
+    /// How a write to `namespace` may be repeated: with a request id the server dedups
+    /// (primary-backup), or only when it certainly did not apply (quorum namespaces, whose
+    /// writes are not deduplicated). Learned once per namespace with a describe call; when
+    /// that fails, the write is sent as idempotent and nothing is cached.
+    async fn write_kind(&self, namespace: &str) -> CallKind {
+        // The default namespace is primary-backup on every cluster.
+        if namespace == DEFAULT_NAMESPACE {
+            return CallKind::IdempotentWrite;
+        }
+        let known = self
+            .inner
+            .quorum_namespaces
+            .lock()
+            .expect("namespace cache lock poisoned")
+            .get(namespace)
+            .copied();
+        let quorum = match known {
+            Some(q) => q,
+            None => match self.describe_namespace(namespace).await {
+                Ok(info) => {
+                    let q = info.spec.protocol == Some(crate::types::Protocol::Quorum);
+                    self.inner
+                        .quorum_namespaces
+                        .lock()
+                        .expect("namespace cache lock poisoned")
+                        .insert(namespace.to_string(), q);
+                    q
+                }
+                Err(_) => false,
+            },
+        };
+        if quorum {
+            CallKind::Write
+        } else {
+            CallKind::IdempotentWrite
+        }
+    }
+
     pub(crate) async fn put_in(
         &self,
         key: Bytes,
@@ -646,12 +689,13 @@ impl Client {
         session: Option<&SessionState>,
     ) -> Result<PutOutput, Error> {
         let namespace = self.namespace_of(opts);
+        let write_kind = self.write_kind(&namespace).await;
         let consistency = opts.consistency.map(|c| c.to_proto());
         let write_context = opts.context.clone().unwrap_or_default();
         let id = self.next_request_id();
         let reply = self
             .call(
-                CallKind::IdempotentWrite,
+                write_kind,
                 Route::Primary,
                 self.deadline_of(opts),
                 |channel, remaining| {
@@ -687,12 +731,13 @@ impl Client {
         session: Option<&SessionState>,
     ) -> Result<DeleteOutput, Error> {
         let namespace = self.namespace_of(opts);
+        let write_kind = self.write_kind(&namespace).await;
         let consistency = opts.consistency.map(|c| c.to_proto());
         let write_context = opts.context.clone().unwrap_or_default();
         let id = self.next_request_id();
         let reply = self
             .call(
-                CallKind::IdempotentWrite,
+                write_kind,
                 Route::Primary,
                 self.deadline_of(opts),
                 |channel, remaining| {
