@@ -156,7 +156,8 @@ pub struct Published {
     pub vv: VectorClock,
     /// The outgoing log is dropped through here.
     pub trimmed: u64,
-    /// Range digests of every quorum namespace.
+    /// Range digests of every quorum namespace, kept current by the applier in place (one
+    /// copy, changed under the lock once per group).
     pub digests: Digests,
     /// Updates received and not yet deliverable.
     pub pending: usize,
@@ -249,7 +250,8 @@ pub fn read_log(
     Ok(out)
 }
 
-fn wall_ns() -> u64 {
+/// The wall clock in nanoseconds since the Unix epoch (0 before it).
+pub fn wall_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -270,7 +272,6 @@ pub struct Applier {
     state: Persisted,
     hlc: Hlc,
     buffer: CausalBuffer<Update>,
-    digests: Digests,
     /// Keys whose versions are all deletions, with the newest deletion's wall time.
     tombstones: BTreeMap<(NamespaceId, Vec<u8>), u64>,
     /// Namespaces dropped since the start: what still arrives for them is ignored.
@@ -350,13 +351,13 @@ impl Applier {
                 reason: "undecodable object".into(),
             });
         }
+        published.lock().expect("published lock poisoned").digests = digests;
         let mut applier = Applier {
             me,
             engine,
             state,
             hlc: Hlc::new(),
             buffer: CausalBuffer::new(),
-            digests,
             tombstones,
             dropped: Default::default(),
             collect_from: None,
@@ -386,7 +387,6 @@ impl Applier {
         p.seq = self.state.seq;
         p.vv = self.state.vv.clone();
         p.trimmed = self.state.trimmed;
-        p.digests = self.digests.clone();
         p.pending = self.buffer.len();
         p.tombstones = self.tombstones.len();
         p.gap = self.state.gap_until > 0;
@@ -660,7 +660,11 @@ impl Applier {
                 }
                 Job::Forget { ns } => {
                     self.dropped.insert(ns);
-                    self.digests.remove(ns);
+                    self.published
+                        .lock()
+                        .expect("published lock poisoned")
+                        .digests
+                        .remove(ns);
                     self.tombstones.retain(|(n, _), _| *n != ns);
                     overlay.retain(|(n, _), _| *n != ns);
                     let (lo, hi) = (
@@ -723,8 +727,9 @@ impl Applier {
         };
         match &outcome {
             Ok(()) => {
+                let mut published = self.published.lock().expect("published lock poisoned");
                 for (ns, key, old, new) in changes {
-                    self.digests.change(ns, &key, old, new.map(|(i, _)| i));
+                    published.digests.change(ns, &key, old, new.map(|(i, _)| i));
                     match new {
                         Some((_, Some(wall))) => {
                             self.tombstones.insert((ns, key), wall);

@@ -24,7 +24,7 @@ pub mod object;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dialkv_consistency::clock::{ReplicaId, VectorClock};
 use dialkv_proto::replication::{quorum_client::QuorumClient, QuorumMessage};
@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use self::applier::{Applier, Job, LocalWrite, Published, Update, Written};
+use self::applier::{wall_ns, Applier, Job, LocalWrite, Published, Update, Written};
 use self::object::{Object, Policy};
 use crate::error::ServiceError;
 use crate::replication::network::MAX_RAFT_MESSAGE_BYTES;
@@ -195,12 +195,6 @@ impl std::fmt::Debug for Quorum {
             .field("applied", &*self.applied.borrow())
             .finish()
     }
-}
-
-fn wall_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn unavailable(reason: &'static str, message: String) -> ServiceError {

@@ -222,7 +222,8 @@ pub async fn get(
         if plan.level == L::BoundedStaleness {
             check_staleness(node, req.consistency.as_ref())?;
         }
-        let seen = q.applied();
+        // What this replica had applied before a local read: all of it is visible to the read.
+        let seen_here = (plan.r == 1).then(|| q.applied());
         let obj = if plan.r > 1 {
             let (obj, agree) = merged(q.read_quorum(ns.id, &req.key, plan.r).await?, plan.policy);
             if !agree && !obj.is_empty() {
@@ -245,7 +246,7 @@ pub async fn get(
         } else {
             q.read_local(ns.id, &req.key).await?.unwrap_or_default()
         };
-        let mut seen = if plan.r > 1 { VectorClock::new() } else { seen };
+        let mut seen = seen_here.unwrap_or_default();
         seen.merge(&object::positions(&obj));
         token.observe_vector_read(&ns.spec.name, u64::from(ns.id), &seen);
         obj
@@ -390,9 +391,7 @@ fn check_context(node: &Node, bytes: &Bytes) -> Result<Context, ServiceError> {
         )
     };
     let c = Context::decode(bytes).ok_or_else(|| bad("undecodable"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let now = crate::quorum::applier::wall_ns();
     if c.floor.ts.wall_ns > now.saturating_add(MAX_CONTEXT_AHEAD.as_nanos() as u64) {
         return Err(bad("its newest version is stamped more than an hour ahead"));
     }
