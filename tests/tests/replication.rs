@@ -463,6 +463,22 @@ async fn bounded_staleness_reads_are_refused_once_a_backup_is_provably_too_stale
         v1::ConsistencyLevel::BoundedStaleness as i32
     );
     assert!(header.lag_ms <= 5_000, "{header:?}");
+    // The put was acknowledged once a majority had it, which need not include this backup:
+    // wait until the backup has applied it, so that what it serves once cut off is known.
+    wait_for(
+        "the backup to apply the put",
+        Duration::from_secs(10),
+        || {
+            let mut kv = backup_kv.clone();
+            async move {
+                get(&mut kv, "k", level(v1::ConsistencyLevel::Eventual), None)
+                    .await
+                    .is_ok_and(|r| r.value == Bytes::from_static(b"v"))
+            }
+        },
+    )
+    .await
+    .expect("the backup applies the put");
     // Freeze the primary: the backup hears nothing more, and within a second it can no
     // longer prove it is within 300 ms of the primary.
     cluster.node(leader).signal("STOP");
