@@ -7,11 +7,11 @@
 //! commands before it in the group. The in-memory catalog (namespaces and their latest
 //! revisions) changes only after the batch is written, through [`Store::install`].
 //!
-//! Versions: every mutation takes the revision its command is stamped with (the log index of
-//! its entry), so revisions increase across the whole cluster log. Older
+//! Versions: every mutation takes the revision its command is stamped with (counted by the
+//! state machine, one per command), so revisions increase across the whole cluster log. Older
 //! versions of a key are kept while they are within `retain_revisions` of the newest revision
-//! (a read at a revision inside that window sees the key as it was then) and collected by the
-//! next write of the key after that.
+//! (a read at a revision inside that window sees the key as it was then), with the newest
+//! version below that window, and collected by the next write of the key after that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -825,41 +825,24 @@ impl Group<'_> {
         );
         // Versions a read at a revision in [horizon, revision) may still need.
         let horizon = revision.saturating_sub(retain);
-        // Every stored version of the key, newest first: those in the engine, and those
-        // written earlier in this group (not yet in the engine).
         let mut versions: Vec<(Revision, bool)> = self
             .pending
             .get(&(ns, key.clone()))
             .cloned()
             .unwrap_or_default();
         versions.reverse();
-        self.store.engine.scan(
-            Cf::Data,
-            &keys::key_prefix(ns, &key),
-            Some(&keys::after_key(ns, &key)),
-            ReadTier::Any,
-            &mut |k, v| {
-                if let Ok((_, _, r)) = keys::decode_data_key(k) {
-                    versions.push((
-                        r,
-                        matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)),
-                    ));
-                }
-                true
-            },
-        )?;
-        // A read at s in [horizon, revision) sees the newest version at or below s. The newest
-        // version below the horizon is still needed only if no version sits exactly at the
-        // horizon (and not at all if it is a tombstone: absent either way).
-        let at_horizon = revision == horizon || versions.iter().any(|(r, _)| *r == horizon);
+        versions.extend(self.stored_versions_to_collect(ns, &key, horizon)?);
+        // Newest first. A read at s in [horizon, revision) sees the newest version at or below
+        // s, so everything from the horizon up stays, and so does the newest version below it
+        // (with history retained): always, even when a version sits at the horizon or it is a
+        // tombstone, because `stored_versions_to_collect` relies on it.
         let mut below_seen = false;
         let mut collected = Vec::new();
-        for (r, is_tombstone) in versions {
-            let keep = r >= horizon || {
-                let newest_below = !below_seen;
+        for (r, _) in versions {
+            let keep = r >= horizon || (retain > 0 && !below_seen);
+            if r < horizon {
                 below_seen = true;
-                newest_below && !at_horizon && !is_tombstone
-            };
+            }
             if !keep {
                 self.batch.delete(Cf::Data, keys::data_key(ns, &key, r));
                 collected.push(r);
@@ -898,6 +881,72 @@ impl Group<'_> {
         }
         self.overlay.insert((ns, key), state);
         Ok(revision)
+    }
+
+    /// The stored versions of `key` (newest first, with whether each is a tombstone) that a
+    /// write at `horizon` may collect: those at or below the horizon still stored.
+    ///
+    /// Collected versions leave deletion markers in the engine until compaction, after the
+    /// key's live versions; a scan that walked into them would cost the write time in
+    /// proportion to the key's whole history (a hot key's every write). So the scan stops
+    /// where the live versions end: the key's previous write, at its newest stored revision
+    /// `p`, kept every version from its horizon `p - retain` up and the newest one below it,
+    /// and collected everything older. With no history retained only the newest version is
+    /// live.
+    fn stored_versions_to_collect(
+        &self,
+        ns: NamespaceId,
+        key: &[u8],
+        horizon: Revision,
+    ) -> Result<Vec<(Revision, bool)>, StorageError> {
+        let retain = self.store.options.retain_revisions;
+        let engine = &*self.store.engine;
+        let end = keys::after_key(ns, key);
+        let decode = |k: &[u8], v: &[u8]| {
+            keys::decode_data_key(k).map(|(_, _, r)| {
+                (r, matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)))
+            })
+        };
+        let mut newest = None;
+        engine.scan(
+            Cf::Data,
+            &keys::key_prefix(ns, key),
+            Some(&end),
+            ReadTier::Any,
+            &mut |k, v| {
+                newest = Some(decode(k, v));
+                false
+            },
+        )?;
+        let Some(newest) = newest.transpose()? else {
+            return Ok(Vec::new());
+        };
+        if retain == 0 {
+            return Ok(vec![newest]);
+        }
+        let previous_horizon = newest.0.saturating_sub(retain);
+        let mut versions = Vec::new();
+        let mut failure = None;
+        engine.scan(
+            Cf::Data,
+            &keys::data_key(ns, key, horizon),
+            Some(&end),
+            ReadTier::Any,
+            &mut |k, v| match decode(k, v) {
+                Ok(version) => {
+                    versions.push(version);
+                    version.0 >= previous_horizon
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            },
+        )?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(versions),
+        }
     }
 
     fn create_namespace(&mut self, spec: NamespaceSpec) -> Result<Outcome, ApplyError> {
@@ -1177,19 +1226,23 @@ mod tests {
         };
         let store = Store::open(Arc::new(MemoryEngine::new()), options).expect("open");
         let ns = ns_id(&store);
-        for v in ["a", "b", "c", "d"] {
-            apply(&store, vec![put("k", v)]);
-        }
         let at = |r| {
             store
                 .get(ns, b"k", Some(r), ReadTier::Any)
                 .expect("get")
                 .map(|i| i.value)
         };
+        for v in ["a", "b", "c", "d"] {
+            apply(&store, vec![put("k", v)]);
+        }
+        // The window of revision 4 is [2, 4]; revision 1, the newest version below it, stays.
+        assert_eq!(at(1), Some(Bytes::from_static(b"a")));
+        apply(&store, vec![put("k", "e")]);
+        assert_eq!(at(5), Some(Bytes::from_static(b"e")));
         assert_eq!(at(4), Some(Bytes::from_static(b"d")));
         assert_eq!(at(3), Some(Bytes::from_static(b"c")));
         assert_eq!(at(2), Some(Bytes::from_static(b"b")));
-        // Revision 1 fell out of the window and was collected when revision 4 was written.
+        // Revision 1 is behind the newest version below the window of revision 5: collected.
         assert_eq!(at(1), None);
     }
 
@@ -1319,6 +1372,16 @@ mod tests {
                 for (k, v) in &model {
                     let got = store.get(ns, k, None, ReadTier::Any).expect("get").map(|i| i.value.to_vec());
                     prop_assert_eq!(got.as_ref(), Some(v));
+                }
+                // Collection keeps up: a key holds at most the versions of one window and the
+                // newest one below it.
+                for k in (0u8..16).map(key_of) {
+                    let mut stored = 0u64;
+                    store.engine.scan(Cf::Data, &keys::key_prefix(ns, &k), Some(&keys::after_key(ns, &k)), ReadTier::Any, &mut |_, _| {
+                        stored += 1;
+                        true
+                    }).expect("scan");
+                    prop_assert!(stored <= retain + 2, "key {:?} holds {} versions with {} retained", k, stored, retain);
                 }
                 // Every revision inside the retention window reads as it was.
                 let newest = history.len() as u64 - 1;
