@@ -8,14 +8,16 @@
 //! - [`Replica`]: the handle the services use: writes through the log, read barriers,
 //!   staleness, membership and status.
 //!
-//! The whole cluster is one Raft group for now: every primary-backup namespace shares its log,
-//! so a namespace's revisions are log indexes (increasing, not contiguous). `ARCHITECTURE.md`
-//! says why and what per-namespace groups will need.
+//! The whole cluster is one Raft group for now: every primary-backup namespace shares its log
+//! and its revisions (counted by the state machine, one per command; a namespace's are
+//! increasing, not contiguous). `ARCHITECTURE.md` says why and what per-namespace groups will
+//! need.
 
 // openraft's `StorageError` is large and its trait methods return it; boxing it is not ours.
 #[allow(clippy::result_large_err)]
 pub mod log_store;
 pub mod network;
+mod proposer;
 pub mod read_index;
 #[allow(clippy::result_large_err)]
 pub mod state_machine;
@@ -23,7 +25,7 @@ pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
@@ -31,7 +33,7 @@ use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPoli
 use self::log_store::LogStore;
 use self::network::{Freshness, NetworkFactory, Peers};
 use self::state_machine::StateMachine;
-use self::types::{NodeId, Request, Response, TypeConfig};
+use self::types::{NodeId, Response, TypeConfig};
 use crate::storage::store::{ApplyError, Command, Outcome, Store};
 use crate::storage::writer::Writer;
 
@@ -130,6 +132,8 @@ pub struct Replica {
     options: ReplicationOptions,
     /// Linearizable reads waiting for a leadership confirmation round.
     reads: Arc<read_index::Coalescer<tokio::sync::oneshot::Sender<Result<(), ReplicaError>>>>,
+    /// Writes waiting to be proposed.
+    proposals: tokio::sync::mpsc::UnboundedSender<proposer::Proposal>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -138,13 +142,6 @@ impl std::fmt::Debug for Replica {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Replica {
@@ -190,6 +187,7 @@ impl Replica {
             sm,
         )
         .await?;
+        let proposals = proposer::start(raft.clone(), options.commit_timeout);
         let replica = Replica {
             id,
             raft,
@@ -198,6 +196,7 @@ impl Replica {
             freshness,
             options,
             reads: Arc::default(),
+            proposals,
         };
         replica.bootstrap(address, bootstrap).await?;
         Ok(replica)
@@ -284,34 +283,32 @@ impl Replica {
 
     /// Orders `command` through the log and returns its outcome once it is committed and
     /// applied here.
+    ///
+    /// Writes arriving together share a log entry (the `proposer` module): openraft syncs each entry
+    /// on the primary before replicating it, one entry at a time, so an entry per write would
+    /// cap the primary at one write per fsync.
     pub async fn write(&self, command: Command) -> Result<Outcome, ReplicaError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
         self.check_quorum()?;
-        let request = Request {
-            command,
-            at_ms: now_ms(),
-        };
         let timeout = self.options.commit_timeout;
-        let written = tokio::time::timeout(timeout, self.raft.client_write(request))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.proposals
+            .send(proposer::Proposal::new(command, reply))
+            .map_err(|_| ReplicaError::Stopped("the proposer stopped".into()))?;
+        let response = tokio::time::timeout(timeout, answer)
             .await
+            .map_err(|_| ReplicaError::CommitTimeout(timeout))?
             .map_err(|_| ReplicaError::CommitTimeout(timeout))?;
-        match written {
-            Ok(reply) => match reply.data {
-                Response::Applied(outcome) => Ok(outcome),
-                Response::Refused(r) => Err(ReplicaError::Refused(r.into())),
-                Response::None => Err(ReplicaError::Stopped(
-                    "a command entry applied as blank".into(),
-                )),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(self.not_leader())
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(ReplicaError::Membership(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(ReplicaError::Stopped(e.to_string())),
+        match response {
+            Ok(Response::Applied(outcome)) => Ok(outcome),
+            Ok(Response::Refused(r)) => Err(ReplicaError::Refused(r.into())),
+            Ok(Response::None | Response::Batch(_)) => Err(ReplicaError::Stopped(
+                "a command applied without its outcome".into(),
+            )),
+            Err(proposer::Failure::NotLeader) => Err(self.not_leader()),
+            Err(proposer::Failure::Other(e)) => Err(e),
         }
     }
 
@@ -369,7 +366,7 @@ impl Replica {
     /// itself is current as of its last quorum acknowledgement.
     pub fn lag(&self) -> (u64, Option<Duration>) {
         let m = self.raft.metrics().borrow().clone();
-        let applied = self.store.applied();
+        let applied = self.store.applied_index();
         if m.state == ServerState::Leader {
             let since_ack = m.millis_since_quorum_ack.map(Duration::from_millis);
             let single = m.membership_config.membership().voter_ids().count() <= 1;

@@ -2,10 +2,16 @@
 //! entries.
 //!
 //! Each `apply` turns its entries into one write batch with [`Store::apply_group`] (every
-//! command at its entry's log index as revision, stamped with the primary's clock), adds the
-//! last applied log id and the membership to the same batch, and writes it: data, dedup table,
-//! applied index and membership change together or not at all, so a restart never applies an
-//! entry twice. The batch is not synced on its own: the entries are already durable in the
+//! command at the next revision, stamped with the primary's clock), adds the last applied log
+//! id, the last revision taken and the membership to the same batch, and writes it: data,
+//! dedup table, applied position and membership change together or not at all, so a restart
+//! never applies an entry twice.
+//!
+//! Revisions are counted by the state machine, not taken from log indexes, because one entry
+//! may carry a batch of commands (the primary's group commit, see [`super::Replica::write`]):
+//! every command takes the next revision, and an entry without commands takes one as well. A
+//! log without batches therefore gives each entry its log index as revision, and every
+//! replica, whatever it applied before, counts the same revisions for the same log. The batch is not synced on its own: the entries are already durable in the
 //! log, and whatever a crash loses of the state machine is applied again from it.
 //!
 //! A snapshot is every entry of the state machine's column families read at one point in time
@@ -23,12 +29,14 @@ use serde::{Deserialize, Serialize};
 
 use super::log_store::{decode, encode};
 use super::types::{NodeId, Refusal, Response, TypeConfig};
-use crate::storage::store::{ApplyError, Stamped, Store};
+use crate::storage::store::{ApplyError, Command, Outcome, Stamped, Store};
 use crate::storage::writer::Writer;
 use crate::storage::{Cf, WriteBatch};
 
 /// Meta key of the last applied log id.
 const APPLIED: &[u8] = b"raft/applied";
+/// Meta key of the last revision taken by an applied command.
+const REVISION: &[u8] = b"raft/revision";
 /// Meta key of the last applied membership.
 const MEMBERSHIP: &[u8] = b"raft/membership";
 /// Raft-state key of the current snapshot.
@@ -71,6 +79,20 @@ impl StateMachine {
             Ok(None) => Ok(None),
             Err(e) => Err(StorageIOError::read_state_machine(&e).into()),
         }
+    }
+}
+
+impl StateMachine {
+    /// Publishes the applied position as stored: the log index of the last applied entry and
+    /// the last revision taken. A state machine written before revisions were counted apart
+    /// from log indexes has no revision record; its revisions were log indexes, so counting
+    /// goes on from the applied index.
+    fn load_revision(&self, applied: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        let index = applied.map_or(0, |l| l.index);
+        let revision = self.read_meta::<u64>(REVISION)?.unwrap_or(index);
+        self.store.set_applied(revision);
+        self.store.set_applied_index(index);
+        Ok(())
     }
 }
 
@@ -141,6 +163,32 @@ fn cf_of(tag: u8) -> Option<Cf> {
     Cf::ALL.into_iter().find(|cf| cf_tag(*cf) == tag)
 }
 
+/// What an applied entry answers.
+enum Shape {
+    /// A blank or membership entry.
+    None,
+    /// A command entry: `count` commands, sent as a batch or alone.
+    Commands { batch: bool, count: usize },
+}
+
+/// The replicated response to one command's result; storage failures stop the replica.
+fn response(result: Result<Outcome, ApplyError>) -> Result<Response, StorageError<NodeId>> {
+    Ok(match result {
+        Ok(outcome) => Response::Applied(outcome),
+        Err(ApplyError::Storage(e)) => return Err(sm_err(e)),
+        Err(ApplyError::NamespaceNotFound(n)) => Response::Refused(Refusal::NamespaceNotFound(n)),
+        Err(ApplyError::NamespaceExists(n)) => Response::Refused(Refusal::NamespaceExists(n)),
+        Err(ApplyError::DefaultNamespace) => Response::Refused(Refusal::DefaultNamespace),
+        Err(ApplyError::TransactionUnknown) => Response::Refused(Refusal::TransactionUnknown),
+        Err(ApplyError::NamespaceIdsExhausted) => {
+            Response::Refused(Refusal::NamespaceIdsExhausted)
+        }
+        Err(ApplyError::RequestIdReused { client_id, seq }) => {
+            Response::Refused(Refusal::RequestIdReused { client_id, seq })
+        }
+    })
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
@@ -150,9 +198,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let applied: Option<LogId<NodeId>> =
             self.read_meta::<Option<LogId<NodeId>>>(APPLIED)?.flatten();
         let membership = self.read_meta(MEMBERSHIP)?.unwrap_or_default();
-        if let Some(l) = applied {
-            self.store.set_applied(l.index);
-        }
+        self.load_revision(applied)?;
         Ok((applied, membership))
     }
 
@@ -161,28 +207,47 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // Which response slot each command fills; blank and membership entries answer None.
-        let mut responses: Vec<Option<Response>> = Vec::new();
+        // What each entry answers: blank and membership entries None, a command entry the
+        // results of its commands (several for a batch). Each command takes the next
+        // revision; an entry without commands takes one too, so that a log without batches
+        // gives every entry its log index as revision (as before batches existed: replicas
+        // of either age count alike).
+        let mut shapes = Vec::new();
         let mut commands = Vec::new();
-        let mut slots = Vec::new();
+        let mut revision = self.store.applied();
         let mut last = None;
         let mut membership = None;
         for entry in entries {
             last = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => responses.push(Some(Response::None)),
+                EntryPayload::Blank => {
+                    revision += 1;
+                    shapes.push(Shape::None);
+                }
                 EntryPayload::Normal(req) => {
-                    slots.push(responses.len());
-                    responses.push(None);
-                    commands.push(Stamped {
-                        command: req.command,
-                        revision: entry.log_id.index,
-                        at_ms: req.at_ms,
+                    let batch = matches!(req.command, Command::Batch(_));
+                    let mut unpacked = Vec::new();
+                    req.command.flatten_into(&mut unpacked);
+                    if unpacked.is_empty() {
+                        revision += 1;
+                    }
+                    shapes.push(Shape::Commands {
+                        batch,
+                        count: unpacked.len(),
                     });
+                    for command in unpacked {
+                        revision += 1;
+                        commands.push(Stamped {
+                            command,
+                            revision,
+                            at_ms: req.at_ms,
+                        });
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(Membership::new(Some(entry.log_id), m));
-                    responses.push(Some(Response::None));
+                    revision += 1;
+                    shapes.push(Shape::None);
                 }
             }
         }
@@ -199,38 +264,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             APPLIED.to_vec(),
             encode(&Some(last)).map_err(sm_err)?,
         );
+        batch.put(Cf::Meta, REVISION.to_vec(), encode(&revision).map_err(sm_err)?);
         if let Some(m) = &membership {
             batch.put(Cf::Meta, MEMBERSHIP.to_vec(), encode(m).map_err(sm_err)?);
         }
         self.writer.write(batch, false).await.map_err(sm_err)?;
         self.store.install(group.delta);
-        self.store.set_applied(last.index);
-        for (slot, result) in slots.into_iter().zip(group.results) {
-            responses[slot] = Some(match result {
-                Ok(outcome) => Response::Applied(outcome),
-                Err(ApplyError::Storage(e)) => return Err(sm_err(e)),
-                Err(ApplyError::NamespaceNotFound(n)) => {
-                    Response::Refused(Refusal::NamespaceNotFound(n))
-                }
-                Err(ApplyError::NamespaceExists(n)) => {
-                    Response::Refused(Refusal::NamespaceExists(n))
-                }
-                Err(ApplyError::DefaultNamespace) => Response::Refused(Refusal::DefaultNamespace),
-                Err(ApplyError::TransactionUnknown) => {
-                    Response::Refused(Refusal::TransactionUnknown)
-                }
-                Err(ApplyError::NamespaceIdsExhausted) => {
-                    Response::Refused(Refusal::NamespaceIdsExhausted)
-                }
-                Err(ApplyError::RequestIdReused { client_id, seq }) => {
-                    Response::Refused(Refusal::RequestIdReused { client_id, seq })
+        self.store.set_applied(revision);
+        self.store.set_applied_index(last.index);
+        let mut results = group.results.into_iter();
+        let mut responses = Vec::with_capacity(shapes.len());
+        for shape in shapes {
+            responses.push(match shape {
+                Shape::None => Response::None,
+                Shape::Commands { batch, count } => {
+                    let mut each = results
+                        .by_ref()
+                        .take(count)
+                        .map(response)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if batch || each.len() != 1 {
+                        Response::Batch(each)
+                    } else {
+                        each.pop().unwrap_or(Response::None)
+                    }
                 }
             });
         }
-        Ok(responses
-            .into_iter()
-            .map(|r| r.unwrap_or(Response::None))
-            .collect())
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -289,9 +350,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .reload()
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
         tracing::info!(snapshot = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
-        if let Some(l) = meta.last_log_id {
-            self.store.set_applied(l.index);
-        }
+        self.load_revision(meta.last_log_id)?;
         Ok(())
     }
 

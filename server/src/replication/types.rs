@@ -42,6 +42,9 @@ pub enum Response {
     Applied(Outcome),
     /// The command was refused; nothing of it was written.
     Refused(Refusal),
+    /// The responses of a [`Command::Batch`](crate::storage::store::Command::Batch), one per
+    /// command in order.
+    Batch(Vec<Response>),
 }
 
 /// A replicated refusal, mirroring [`ApplyError`] without the storage failures (which stop

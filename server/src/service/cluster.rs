@@ -40,7 +40,7 @@ impl ClusterService {
             ServerState::Shutdown => v1::Role::Unreachable,
         };
         let (lag_versions, lag) = n.replica.lag();
-        let applied = n.store.applied();
+        let applied = n.store.applied_index();
         let address = n
             .replica
             .member_addresses()

@@ -85,6 +85,24 @@ pub enum Command {
     Commit(txn::Commit),
     /// Runs a one-shot compare/then/else transaction.
     OneShot(txn::OneShot),
+    /// Commands proposed together as one log entry (the primary's group commit). The state
+    /// machine unpacks it: each command takes its own revision and has its own outcome, as if
+    /// proposed alone. [`Store::apply_group`] never receives one.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Appends the commands of `self` to `out` in order, unpacking batches.
+    pub fn flatten_into(self, out: &mut Vec<Command>) {
+        match self {
+            Command::Batch(commands) => {
+                for c in commands {
+                    c.flatten_into(out);
+                }
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 /// A command with the position and time it was ordered at: with replication, the log index
@@ -274,9 +292,12 @@ pub struct Store {
     catalog: RwLock<Catalog>,
     next_ns_id: RwLock<NamespaceId>,
     options: StoreOptions,
-    /// The newest applied revision (the Raft log index of the last applied entry), so that a
-    /// reader waiting for a revision wakes when it lands.
+    /// The newest applied revision, so that a reader waiting for a revision wakes when it
+    /// lands.
     applied: tokio::sync::watch::Sender<Revision>,
+    /// The Raft log index of the last applied entry (entries and revisions are counted apart:
+    /// a batch entry holds several commands, blank and membership entries none).
+    applied_index: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -346,6 +367,7 @@ impl Store {
             next_ns_id: RwLock::new(next_ns_id),
             options,
             applied: tokio::sync::watch::Sender::new(0),
+            applied_index: std::sync::atomic::AtomicU64::new(0),
         };
         if store.namespace(DEFAULT_NAMESPACE).is_none() {
             let spec = NamespaceSpec {
@@ -538,6 +560,17 @@ impl Store {
     /// The newest applied revision.
     pub fn applied(&self) -> Revision {
         *self.applied.borrow()
+    }
+
+    /// Records that the log is applied up to entry `index`.
+    pub fn set_applied_index(&self, index: u64) {
+        self.applied_index
+            .fetch_max(index, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The log index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A receiver of the newest applied revision, to wait for one.
@@ -752,6 +785,12 @@ impl Group<'_> {
                     g.one_shot(meta, t)
                 })
             }
+            // The state machine unpacks batches before it applies them: one reaching here
+            // would give several commands a single revision, so the replica stops instead.
+            Command::Batch(_) => Err(ApplyError::Storage(StorageError::Corrupt {
+                cf: Cf::RaftLog,
+                reason: "a batch of commands reached the store unpacked".into(),
+            })),
         }
     }
 
