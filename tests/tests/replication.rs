@@ -515,3 +515,58 @@ async fn bounded_staleness_reads_are_refused_once_a_backup_is_provably_too_stale
     assert_eq!(eventual.value, Bytes::from_static(b"v"));
     cluster.node(leader).signal("CONT");
 }
+
+/// Writes sent together share log entries (the primary batches the writes that queue behind
+/// the entries in flight), yet each keeps its own revision and outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_log_entries_and_keep_their_own_revisions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &[])
+        .await
+        .expect("cluster");
+    let leader = cluster
+        .leader(Duration::from_secs(60))
+        .await
+        .expect("a primary");
+    let primary = &cluster.nodes[(leader - 1) as usize];
+    let before = primary.node_status().await.expect("status").last_log_index;
+    const WRITES: u64 = 256;
+    let kv = client(primary).await;
+    let mut tasks = Vec::new();
+    for i in 0..WRITES {
+        let mut kv = kv.clone();
+        tasks.push(tokio::spawn(async move {
+            let written = put(&mut kv, &format!("batch-{i}"), &format!("value-{i}"))
+                .await
+                .expect("put");
+            written.version.expect("a version").revision
+        }));
+    }
+    let mut revisions = BTreeMap::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let revision = t.await.expect("task");
+        assert!(
+            revisions.insert(revision, i).is_none(),
+            "two writes got revision {revision}"
+        );
+    }
+    let after = primary.node_status().await.expect("status").last_log_index;
+    assert!(
+        after - before < WRITES,
+        "{WRITES} concurrent writes took {} log entries: none were batched",
+        after - before
+    );
+    let mut kv = kv.clone();
+    for (revision, i) in revisions {
+        let got = get(
+            &mut kv,
+            &format!("batch-{i}"),
+            level(v1::ConsistencyLevel::Linearizable),
+            None,
+        )
+        .await
+        .expect("get");
+        assert_eq!(got.value, Bytes::from(format!("value-{i}")));
+        assert_eq!(got.version.expect("version").revision, revision);
+    }
+}

@@ -375,3 +375,146 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::replication::types::Request;
+    use crate::storage::memory::MemoryEngine;
+    use crate::storage::store::{Outcome, StoreOptions, DEFAULT_NAMESPACE};
+    use crate::storage::writer::WriterOptions;
+    use crate::storage::Engine;
+
+    fn put(ns: &str, key: &str) -> Command {
+        Command::Put {
+            ns: ns.into(),
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            request: None,
+        }
+    }
+
+    fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload,
+        }
+    }
+
+    fn normal(index: u64, command: Command) -> Entry<TypeConfig> {
+        entry(
+            index,
+            EntryPayload::Normal(Request {
+                command,
+                at_ms: 1_000,
+            }),
+        )
+    }
+
+    fn machine(engine: &Arc<dyn Engine>) -> StateMachine {
+        let store = Store::open(engine.clone(), StoreOptions::default()).expect("open");
+        let (writer, _thread) = Writer::start(
+            engine.clone(),
+            WriterOptions::default(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("writer");
+        StateMachine::new(Arc::new(store), writer)
+    }
+
+    fn put_revision(r: &Response) -> u64 {
+        match r {
+            Response::Applied(Outcome::Put { revision }) => *revision,
+            other => panic!("not an applied put: {other:?}"),
+        }
+    }
+
+    /// Each command of a batch gets its own revision and outcome (a refusal touches only its
+    /// own command), entries without commands take one revision each, and the count goes on
+    /// after a restart.
+    #[tokio::test]
+    async fn a_batch_gives_each_command_its_own_revision_and_outcome() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let mut sm = machine(&engine);
+        sm.applied_state().await.expect("applied state");
+        let batch = Command::Batch(vec![
+            put(DEFAULT_NAMESPACE, "a"),
+            put("missing", "b"),
+            put(DEFAULT_NAMESPACE, "c"),
+        ]);
+        let responses = sm
+            .apply(vec![
+                entry(1, EntryPayload::Blank),
+                normal(2, put(DEFAULT_NAMESPACE, "x")),
+                normal(3, batch),
+                normal(4, put(DEFAULT_NAMESPACE, "y")),
+            ])
+            .await
+            .expect("apply");
+        assert_eq!(responses.len(), 4);
+        assert_eq!(responses[0], Response::None);
+        // A log without batches gives every entry its index as revision.
+        assert_eq!(put_revision(&responses[1]), 2);
+        let Response::Batch(each) = &responses[2] else {
+            panic!("a batch entry answers a batch: {:?}", responses[2]);
+        };
+        assert_eq!(each.len(), 3);
+        assert_eq!(put_revision(&each[0]), 3);
+        assert_eq!(
+            each[1],
+            Response::Refused(Refusal::NamespaceNotFound("missing".into()))
+        );
+        assert_eq!(put_revision(&each[2]), 5);
+        assert_eq!(put_revision(&responses[3]), 6);
+        assert_eq!(sm.store.applied(), 6);
+        assert_eq!(sm.store.applied_index(), 4);
+        let ns = sm.store.namespace(DEFAULT_NAMESPACE).expect("default").id;
+        let c = sm
+            .store
+            .get(ns, b"c", None, crate::storage::ReadTier::Any)
+            .expect("get")
+            .expect("c was written");
+        assert_eq!(c.revision, 5);
+
+        // A restart reads the position back and counts on from it.
+        let mut again = machine(&engine);
+        let (applied, _) = again.applied_state().await.expect("applied state");
+        assert_eq!(applied.map(|l| l.index), Some(4));
+        assert_eq!(again.store.applied(), 6);
+        let responses = again
+            .apply(vec![normal(5, put(DEFAULT_NAMESPACE, "z"))])
+            .await
+            .expect("apply");
+        assert_eq!(put_revision(&responses[0]), 7);
+    }
+
+    /// A state machine written before revisions were counted apart from log indexes (no
+    /// revision record) counts on from its applied index.
+    #[tokio::test]
+    async fn a_state_machine_without_a_revision_record_counts_on_from_its_index() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let mut sm = machine(&engine);
+        sm.applied_state().await.expect("applied state");
+        sm.apply(vec![
+            normal(1, put(DEFAULT_NAMESPACE, "a")),
+            normal(2, put(DEFAULT_NAMESPACE, "b")),
+        ])
+        .await
+        .expect("apply");
+        let mut b = WriteBatch::new();
+        b.delete(Cf::Meta, REVISION.to_vec());
+        engine.write(b, true).expect("drop the revision record");
+        let mut again = machine(&engine);
+        again.applied_state().await.expect("applied state");
+        assert_eq!(again.store.applied(), 2);
+        let responses = again
+            .apply(vec![normal(3, put(DEFAULT_NAMESPACE, "c"))])
+            .await
+            .expect("apply");
+        assert_eq!(put_revision(&responses[0]), 3);
+    }
+}
