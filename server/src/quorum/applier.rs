@@ -128,7 +128,7 @@ pub enum Job {
 }
 
 /// The durable state of the protocol at a replica.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Persisted {
     seq: u64,
     vv: VectorClock,
@@ -716,13 +716,20 @@ impl Applier {
             };
             changes.push((ns, key, slot.stored, new));
         }
-        batch.put(
-            Cf::QuorumLog,
-            STATE_KEY.to_vec(),
-            bincode::serialize(&self.state).expect("the state serializes"),
-        );
+        // A group that changed nothing (peers' heartbeats announcing what this replica has
+        // already applied, every 100 ms from each) is not written: an fsync for nothing would
+        // load the disk every replica shares with its other work.
+        let unchanged = batch.is_empty() && self.state == saved.0;
+        if !unchanged {
+            batch.put(
+                Cf::QuorumLog,
+                STATE_KEY.to_vec(),
+                bincode::serialize(&self.state).expect("the state serializes"),
+            );
+        }
         let outcome = match failed {
             Some(e) => Err(e),
+            None if unchanged => Ok(()),
             None => self.engine.write(batch, true).map_err(|e| e.to_string()),
         };
         match &outcome {
@@ -832,5 +839,132 @@ impl Applier {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::storage::memory::MemoryEngine;
+    use crate::storage::CfEntry;
+
+    /// An engine that counts its writes.
+    struct Counting {
+        inner: MemoryEngine,
+        writes: AtomicUsize,
+    }
+
+    impl Engine for Counting {
+        fn get(&self, cf: Cf, key: &[u8]) -> crate::storage::Result<Option<Vec<u8>>> {
+            self.inner.get(cf, key)
+        }
+
+        fn scan(
+            &self,
+            cf: Cf,
+            start: &[u8],
+            end: Option<&[u8]>,
+            tier: ReadTier,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> crate::storage::Result<()> {
+            self.inner.scan(cf, start, end, tier, visit)
+        }
+
+        fn write(&self, batch: WriteBatch, sync: bool) -> crate::storage::Result<()> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.inner.write(batch, sync)
+        }
+
+        fn dump(&self, cfs: &[Cf]) -> crate::storage::Result<Vec<CfEntry>> {
+            self.inner.dump(cfs)
+        }
+    }
+
+    /// Heartbeats (pushes with nothing new) are answered without a write: every peer sends
+    /// one every 100 ms, and an fsync each would load the disk for nothing. A write is still
+    /// written, and so is a push that brings something.
+    #[tokio::test]
+    async fn a_group_that_changes_nothing_is_not_written() {
+        let engine = Arc::new(Counting {
+            inner: MemoryEngine::new(),
+            writes: AtomicUsize::new(0),
+        });
+        let (applied, _) = watch::channel(VectorClock::new());
+        let applier = Applier::recover(1, engine.clone(), Arc::default(), applied)
+            .expect("recover");
+        let (jobs, rx) = mpsc::channel(16);
+        let thread = std::thread::spawn(move || applier.run(rx));
+        let push = |updates: Vec<Update>| {
+            let jobs = jobs.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                jobs.send(Job::Push {
+                    origin: 2,
+                    updates,
+                    reply,
+                })
+                .await
+                .expect("send");
+                answer.await.expect("answer").expect("applied")
+            }
+        };
+        for _ in 0..3 {
+            push(Vec::new()).await;
+        }
+        assert_eq!(engine.writes.load(Ordering::SeqCst), 0, "heartbeats wrote");
+
+        let (reply, answer) = oneshot::channel();
+        jobs.send(Job::Write(
+            LocalWrite {
+                ns: 7,
+                key: b"k".to_vec(),
+                value: Some(b"v".to_vec()),
+                context: None,
+                base: None,
+                policy: Policy::LastWriterWins,
+                causal: false,
+            },
+            reply,
+        ))
+        .await
+        .expect("send");
+        let written = answer.await.expect("answer").expect("written");
+        assert_eq!(engine.writes.load(Ordering::SeqCst), 1);
+
+        // The same update arriving as another origin's push changes this replica's state.
+        let (applied_by_two, _) = watch::channel(VectorClock::new());
+        let other = Arc::new(Counting {
+            inner: MemoryEngine::new(),
+            writes: AtomicUsize::new(0),
+        });
+        let applier = Applier::recover(2, other.clone(), Arc::default(), applied_by_two)
+            .expect("recover");
+        let (jobs_two, rx_two) = mpsc::channel(16);
+        let thread_two = std::thread::spawn(move || applier.run(rx_two));
+        let (reply, answer) = oneshot::channel();
+        jobs_two
+            .send(Job::Push {
+                origin: 1,
+                updates: vec![Update {
+                    seq: written.seq,
+                    prev: 0,
+                    deps: VectorClock::new(),
+                    ns: 7,
+                    key: b"k".to_vec(),
+                    object: written.object,
+                    policy: Policy::LastWriterWins,
+                }],
+                reply,
+            })
+            .await
+            .expect("send");
+        let vv = answer.await.expect("answer").expect("applied");
+        assert_eq!(vv.get(1), written.seq);
+        assert_eq!(other.writes.load(Ordering::SeqCst), 1);
+        drop((jobs, jobs_two));
+        thread.join().expect("applier");
+        thread_two.join().expect("applier");
     }
 }
