@@ -242,7 +242,8 @@ impl Replica {
 
     /// The primary as this replica knows it, with its address.
     pub fn leader(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let leader = m.current_leader?;
         let node = m.membership_config.membership().get_node(&leader).cloned();
         let addr = self.peers.address(leader, node.as_ref())?;
@@ -267,7 +268,8 @@ impl Replica {
     /// wait out its deadline (the check-quorum rule of Raft §6.2 / etcd). The client then
     /// tries another replica, which knows the new primary.
     fn check_quorum(&self) -> Result<(), ReplicaError> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         if m.membership_config.membership().voter_ids().count() <= 1 {
             return Ok(());
         }
@@ -365,7 +367,8 @@ impl Replica {
     /// How far behind the primary this replica is known to be: (versions, time). The primary
     /// itself is current as of its last quorum acknowledgement.
     pub fn lag(&self) -> (u64, Option<Duration>) {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let applied = self.store.applied_index();
         if m.state == ServerState::Leader {
             let since_ack = m.millis_since_quorum_ack.map(Duration::from_millis);
@@ -486,7 +489,8 @@ impl Replica {
 
     /// The voters and learners of the current membership.
     pub fn members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let membership = m.membership_config.membership();
         (
             membership.voter_ids().collect(),
@@ -496,7 +500,8 @@ impl Replica {
 
     /// Every member with its address.
     pub fn member_addresses(&self) -> Vec<(NodeId, Option<String>)> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         m.membership_config
             .membership()
             .nodes()
