@@ -892,8 +892,8 @@ mod tests {
             writes: AtomicUsize::new(0),
         });
         let (applied, _) = watch::channel(VectorClock::new());
-        let applier = Applier::recover(1, engine.clone(), Arc::default(), applied)
-            .expect("recover");
+        let applier =
+            Applier::recover(1, engine.clone(), Arc::default(), applied).expect("recover");
         let (jobs, rx) = mpsc::channel(16);
         let thread = std::thread::spawn(move || applier.run(rx));
         let push = |updates: Vec<Update>| {
@@ -939,8 +939,8 @@ mod tests {
             inner: MemoryEngine::new(),
             writes: AtomicUsize::new(0),
         });
-        let applier = Applier::recover(2, other.clone(), Arc::default(), applied_by_two)
-            .expect("recover");
+        let applier =
+            Applier::recover(2, other.clone(), Arc::default(), applied_by_two).expect("recover");
         let (jobs_two, rx_two) = mpsc::channel(16);
         let thread_two = std::thread::spawn(move || applier.run(rx_two));
         let (reply, answer) = oneshot::channel();

@@ -80,10 +80,7 @@ impl Proposal {
 
 /// Starts the proposer of `raft`; a proposal whose entry does not apply within `timeout` is
 /// answered with [`ReplicaError::CommitTimeout`]. It stops when every sender is dropped.
-pub(super) fn start(
-    raft: Raft<TypeConfig>,
-    timeout: Duration,
-) -> mpsc::UnboundedSender<Proposal> {
+pub(super) fn start(raft: Raft<TypeConfig>, timeout: Duration) -> mpsc::UnboundedSender<Proposal> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(run(raft, rx, timeout));
     tx

@@ -180,9 +180,7 @@ fn response(result: Result<Outcome, ApplyError>) -> Result<Response, StorageErro
         Err(ApplyError::NamespaceExists(n)) => Response::Refused(Refusal::NamespaceExists(n)),
         Err(ApplyError::DefaultNamespace) => Response::Refused(Refusal::DefaultNamespace),
         Err(ApplyError::TransactionUnknown) => Response::Refused(Refusal::TransactionUnknown),
-        Err(ApplyError::NamespaceIdsExhausted) => {
-            Response::Refused(Refusal::NamespaceIdsExhausted)
-        }
+        Err(ApplyError::NamespaceIdsExhausted) => Response::Refused(Refusal::NamespaceIdsExhausted),
         Err(ApplyError::RequestIdReused { client_id, seq }) => {
             Response::Refused(Refusal::RequestIdReused { client_id, seq })
         }
@@ -264,7 +262,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             APPLIED.to_vec(),
             encode(&Some(last)).map_err(sm_err)?,
         );
-        batch.put(Cf::Meta, REVISION.to_vec(), encode(&revision).map_err(sm_err)?);
+        batch.put(
+            Cf::Meta,
+            REVISION.to_vec(),
+            encode(&revision).map_err(sm_err)?,
+        );
         if let Some(m) = &membership {
             batch.put(Cf::Meta, MEMBERSHIP.to_vec(), encode(m).map_err(sm_err)?);
         }

@@ -570,7 +570,8 @@ impl Store {
 
     /// The log index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
-        self.applied_index.load(std::sync::atomic::Ordering::Acquire)
+        self.applied_index
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A receiver of the newest applied revision, to wait for one.
@@ -943,7 +944,10 @@ impl Group<'_> {
         let end = keys::after_key(ns, key);
         let decode = |k: &[u8], v: &[u8]| {
             keys::decode_data_key(k).map(|(_, _, r)| {
-                (r, matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)))
+                (
+                    r,
+                    matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)),
+                )
             })
         };
         let mut newest = None;
