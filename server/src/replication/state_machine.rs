@@ -10,8 +10,11 @@
 //! Revisions are counted by the state machine, not taken from log indexes, because one entry
 //! may carry a batch of commands (the primary's group commit, see [`super::Replica::write`]):
 //! every command takes the next revision, and an entry without commands takes one as well. A
-//! log without batches therefore gives each entry its log index as revision, and every
-//! replica, whatever it applied before, counts the same revisions for the same log. The batch is not synced on its own: the entries are already durable in the
+//! log without batches therefore gives each entry its log index as revision, so a state
+//! machine written before batches existed counts on from its applied index. (A replica of
+//! that older version cannot read a batch entry: every replica must run this version before
+//! the primary does; a replica whose older version installed a newer replica's snapshot and
+//! applied entries after it refuses to start once upgraded.) The batch is not synced on its own: the entries are already durable in the
 //! log, and whatever a crash loses of the state machine is applied again from it.
 //!
 //! A snapshot is every entry of the state machine's column families read at one point in time
@@ -35,7 +38,8 @@ use crate::storage::{Cf, WriteBatch};
 
 /// Meta key of the last applied log id.
 const APPLIED: &[u8] = b"raft/applied";
-/// Meta key of the last revision taken by an applied command.
+/// Meta key of the last revision taken by an applied command, with the log index it was
+/// taken at: `(index, revision)`.
 const REVISION: &[u8] = b"raft/revision";
 /// Meta key of the last applied membership.
 const MEMBERSHIP: &[u8] = b"raft/membership";
@@ -86,10 +90,27 @@ impl StateMachine {
     /// Publishes the applied position as stored: the log index of the last applied entry and
     /// the last revision taken. A state machine written before revisions were counted apart
     /// from log indexes has no revision record; its revisions were log indexes, so counting
-    /// goes on from the applied index.
+    /// goes on from the applied index. A record taken at another index than the applied one
+    /// means a version of dialkv that does not keep it applied entries after it (a snapshot
+    /// taken by a newer replica, installed by an older one): the revisions it gave are not
+    /// the cluster's, and the replica refuses to start rather than serve them.
     fn load_revision(&self, applied: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         let index = applied.map_or(0, |l| l.index);
-        let revision = self.read_meta::<u64>(REVISION)?.unwrap_or(index);
+        let revision = match self.read_meta::<(u64, u64)>(REVISION)? {
+            None => index,
+            Some((at, revision)) if at == index => revision,
+            Some((at, _)) => {
+                return Err(
+                    StorageIOError::read_state_machine(&std::io::Error::other(format!(
+                        "the revision record was taken at log index {at} but entries were applied \
+                     through {index} without it (by an older version of dialkv?); the revisions \
+                     of this replica's data cannot be trusted: wipe its data directory so that \
+                     it catches up from its peers"
+                    )))
+                    .into(),
+                )
+            }
+        };
         self.store.set_applied(revision);
         self.store.set_applied_index(index);
         Ok(())
@@ -265,7 +286,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.put(
             Cf::Meta,
             REVISION.to_vec(),
-            encode(&revision).map_err(sm_err)?,
+            encode(&(last.index, revision)).map_err(sm_err)?,
         );
         if let Some(m) = &membership {
             batch.put(Cf::Meta, MEMBERSHIP.to_vec(), encode(m).map_err(sm_err)?);
@@ -518,5 +539,17 @@ mod tests {
             .await
             .expect("apply");
         assert_eq!(put_revision(&responses[0]), 3);
+
+        // A record taken at another index than the applied one: entries were applied past it
+        // by a version that does not keep it, so the revisions are not the cluster's.
+        let mut b = WriteBatch::new();
+        b.put(
+            Cf::Meta,
+            REVISION.to_vec(),
+            encode(&(1u64, 9u64)).expect("encode"),
+        );
+        engine.write(b, true).expect("a stale revision record");
+        let mut stale = machine(&engine);
+        assert!(stale.applied_state().await.is_err());
     }
 }

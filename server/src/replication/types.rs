@@ -42,7 +42,7 @@ pub enum Response {
     Applied(Outcome),
     /// The command was refused; nothing of it was written.
     Refused(Refusal),
-    /// The responses of a [`Command::Batch`](crate::storage::store::Command::Batch), one per
+    /// The responses of a [`Command::Batch`], one per
     /// command in order.
     Batch(Vec<Response>),
 }

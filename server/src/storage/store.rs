@@ -865,6 +865,12 @@ impl Group<'_> {
         );
         // Versions a read at a revision in [horizon, revision) may still need.
         let horizon = revision.saturating_sub(retain);
+        // A command that writes the key twice (a one-shot transaction with two operations on
+        // it) writes the same version twice: the second replaces the first, which is not an
+        // older version to keep or collect.
+        if let Some(p) = self.pending.get_mut(&(ns, key.clone())) {
+            p.retain(|(r, _)| *r != revision);
+        }
         let mut versions: Vec<(Revision, bool)> = self
             .pending
             .get(&(ns, key.clone()))
@@ -902,13 +908,17 @@ impl Group<'_> {
                 })
             }
             None => {
-                // With no history retained nothing can read below the delete: no tombstone.
+                // With no history retained nothing can read below the delete: no tombstone
+                // (and no version at this revision, should the same command have written one).
                 if retain > 0 {
                     self.batch.put(
                         Cf::Data,
                         keys::data_key(ns, &key, revision),
                         StoredValue::Tombstone.encode(),
                     );
+                } else {
+                    self.batch
+                        .delete(Cf::Data, keys::data_key(ns, &key, revision));
                 }
                 None
             }
@@ -931,8 +941,9 @@ impl Group<'_> {
     /// proportion to the key's whole history (a hot key's every write). So the scan stops
     /// where the live versions end: the key's previous write, at its newest stored revision
     /// `p`, kept every version from its horizon `p - retain` up and the newest one below it,
-    /// and collected everything older. With no history retained only the newest version is
-    /// live.
+    /// and collected everything older. (Versions kept under a larger `--retain-revisions`
+    /// than the current one are therefore never collected: lowering it leaves at most one old
+    /// window of versions per key behind. With no history retained, every version is read.)
     fn stored_versions_to_collect(
         &self,
         ns: NamespaceId,
@@ -964,10 +975,14 @@ impl Group<'_> {
         let Some(newest) = newest.transpose()? else {
             return Ok(Vec::new());
         };
-        if retain == 0 {
-            return Ok(vec![newest]);
-        }
-        let previous_horizon = newest.0.saturating_sub(retain);
+        // With no history retained only the newest version should be live, but one written
+        // under a larger `--retain-revisions` (or received in a snapshot from a replica with
+        // one) may have older ones, and a delete that left one would bring it back: every
+        // version is read.
+        let previous_horizon = match retain {
+            0 => 0,
+            _ => newest.0.saturating_sub(retain),
+        };
         let mut versions = Vec::new();
         let mut failure = None;
         engine.scan(
@@ -1287,6 +1302,69 @@ mod tests {
         assert_eq!(at(2), Some(Bytes::from_static(b"b")));
         // Revision 1 is behind the newest version below the window of revision 5: collected.
         assert_eq!(at(1), None);
+    }
+
+    /// Applies `commands` as one group, each at the revision given.
+    fn apply_at(store: &Store, commands: Vec<(Revision, Command)>) {
+        let stamped = commands
+            .into_iter()
+            .map(|(revision, command)| Stamped {
+                command,
+                revision,
+                at_ms: 1_000,
+            })
+            .collect();
+        let group = store.apply_group(stamped);
+        store.engine.write(group.batch, true).expect("write");
+        store.install(group.delta);
+    }
+
+    /// A command that writes a key twice (a one-shot transaction with two operations on it)
+    /// writes one version: the second replaces the first, with or without history.
+    #[test]
+    fn writing_a_key_twice_at_one_revision_leaves_the_second_write() {
+        let key = |k: &str| Bytes::copy_from_slice(k.as_bytes());
+        let delete = |k: &str| Command::Delete {
+            ns: DEFAULT_NAMESPACE.into(),
+            key: key(k),
+            request: None,
+        };
+        // No history: a put then a delete of the key leaves it absent.
+        let store = Store::open(
+            Arc::new(MemoryEngine::new()),
+            StoreOptions {
+                retain_revisions: 0,
+                ..Default::default()
+            },
+        )
+        .expect("open");
+        let ns = ns_id(&store);
+        apply_at(&store, vec![(1, put("k", "v")), (1, delete("k"))]);
+        assert_eq!(store.get(ns, b"k", None, ReadTier::Any).expect("get"), None);
+
+        // History of 2: two puts at revision 1, then a put far past the window in the same
+        // group keep revision 1's second value as the newest version below the window.
+        let store = Store::open(
+            Arc::new(MemoryEngine::new()),
+            StoreOptions {
+                retain_revisions: 2,
+                ..Default::default()
+            },
+        )
+        .expect("open");
+        let ns = ns_id(&store);
+        apply_at(
+            &store,
+            vec![(1, put("k", "a")), (1, put("k", "b")), (10, put("k", "c"))],
+        );
+        let at = |r| {
+            store
+                .get(ns, b"k", Some(r), ReadTier::Any)
+                .expect("get")
+                .map(|i| i.value)
+        };
+        assert_eq!(at(9), Some(Bytes::from_static(b"b")));
+        assert_eq!(at(10), Some(Bytes::from_static(b"c")));
     }
 
     #[test]
