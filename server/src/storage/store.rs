@@ -519,6 +519,7 @@ impl Store {
             next_ns_id: None,
             now_ms: 0,
             revision: 0,
+            revisions: BTreeMap::new(),
         };
         let results = commands
             .into_iter()
@@ -528,6 +529,13 @@ impl Store {
                 g.apply(c.command)
             })
             .collect();
+        for (ns, revision) in std::mem::take(&mut g.revisions) {
+            g.batch.put(
+                Cf::Meta,
+                keys::revision_key(ns),
+                revision.to_be_bytes().to_vec(),
+            );
+        }
         AppliedGroup {
             batch: g.batch,
             results,
@@ -691,6 +699,9 @@ struct Group<'a> {
     /// The time and revision of the command being applied.
     now_ms: u64,
     revision: Revision,
+    /// The newest revision each namespace took in this group, stored once at its end rather
+    /// than at every write.
+    revisions: BTreeMap<NamespaceId, Revision>,
 }
 
 const KIND_PUT: u32 = 1;
@@ -858,11 +869,7 @@ impl Group<'_> {
             .expect("namespace was looked up in this group");
         ns_meta.revision = revision;
         let ns = ns_meta.id;
-        self.batch.put(
-            Cf::Meta,
-            keys::revision_key(ns),
-            revision.to_be_bytes().to_vec(),
-        );
+        self.revisions.insert(ns, revision);
         // Versions a read at a revision in [horizon, revision) may still need.
         let horizon = revision.saturating_sub(retain);
         // A command that writes the key twice (a one-shot transaction with two operations on
@@ -1054,6 +1061,7 @@ impl Group<'_> {
         self.batch.delete_range(Cf::Quorum, lo, hi);
         self.batch.delete(Cf::Meta, keys::catalog_key(&name));
         self.batch.delete(Cf::Meta, keys::revision_key(meta.id));
+        self.revisions.remove(&meta.id);
         self.overlay.retain(|(ns, _), _| *ns != meta.id);
         self.pending.retain(|(ns, _), _| *ns != meta.id);
         self.catalog().remove(&name);
