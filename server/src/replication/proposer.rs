@@ -3,33 +3,26 @@
 //!
 //! openraft 0.9 appends and syncs each proposed entry on the primary before it replicates it,
 //! one entry at a time, so proposing every write as its own entry caps the primary at one
-//! write per fsync however many clients wait. The proposer keeps at most [`IN_FLIGHT`] entry
-//! between proposal and apply; writes arriving meanwhile queue, and the next free slot takes
-//! all of them (up to [`MAX_BATCH_COMMANDS`] commands and about [`MAX_BATCH_BYTES`]) as one
-//! [`Command::Batch`] entry. A lone write is proposed at once as a plain entry, so one client
+//! write per fsync however many clients wait. The proposer keeps one entry between proposal
+//! and apply; writes arriving meanwhile queue, and the next entry takes all of them (up to
+//! [`MAX_BATCH_COMMANDS`] commands and about [`MAX_BATCH_BYTES`]) as one [`Command::Batch`]
+//! entry. A lone write is proposed at once as a plain entry, so one client
 //! waits for nothing. The state machine gives each command of a batch its own revision and
 //! outcome; a refusal of one command does not touch the others.
 //!
 //! The queue is unbounded here because it is bounded upstream: a replica admits at most
 //! `--max-inflight-writes` writes at a time (`WRITE_QUEUE_FULL` past that).
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::types::{Request, Response, TypeConfig};
 use super::ReplicaError;
 use crate::storage::store::Command;
 
-/// Entries proposed and not yet applied, at most. One: the next entry takes everything that
-/// queued while the last one committed. Measured with 64 clients on three replicas sharing
-/// two cores and a disk (`dialkv-bench`, same run as etcd): 1 in flight gave 1.10× etcd's
-/// puts, 2 gave 0.95×, 4 gave 0.87×, 8 gave 0.79× — overlapping entries costs more fsyncs and
-/// more per-entry work than it saves in waiting.
-pub(super) const IN_FLIGHT: usize = 1;
 /// Commands in one entry, at most.
 pub(super) const MAX_BATCH_COMMANDS: usize = 1024;
 /// Encoded bytes of the commands of one batch entry, at most (a single larger command goes
@@ -86,17 +79,18 @@ pub(super) fn start(raft: Raft<TypeConfig>, timeout: Duration) -> mpsc::Unbounde
     tx
 }
 
+/// Proposes one entry at a time: the next takes everything that queued while the last one
+/// committed. Measured with 64 clients on three replicas sharing two cores and a disk
+/// (`dialkv-bench`, same runs as etcd), keeping more entries in flight lost: 1 gave 1.10×
+/// etcd's puts, 2 gave 0.95×, 4 gave 0.87×, 8 gave 0.79× — overlapping entries costs more
+/// fsyncs and more per-entry work than it saves in waiting.
 async fn run(
     raft: Raft<TypeConfig>,
     mut queue: mpsc::UnboundedReceiver<Proposal>,
     timeout: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut carried: Option<Proposal> = None;
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let first = match carried.take() {
             Some(p) => p,
             None => match queue.recv().await {
@@ -104,13 +98,12 @@ async fn run(
                 None => return,
             },
         };
+        if first.reply.is_closed() {
+            continue;
+        }
         let (batch, rest) = gather(first, &mut queue);
         carried = rest;
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            propose(&raft, batch, timeout).await;
-            drop(slot);
-        });
+        propose(&raft, batch, timeout).await;
     }
 }
 
