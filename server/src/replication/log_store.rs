@@ -1,10 +1,13 @@
-//! The Raft log and Raft's durable state (vote, committed and last purged log ids) in the
-//! storage engine, written through the single writer.
+//! The Raft log and Raft's durable state (vote and last purged log id) in the storage engine,
+//! written through the single writer.
 //!
 //! Entries live in the `raft_log` column family under their index (u64 big-endian), encoded
 //! with bincode; the vote and log ids live in `raft_state`. An append and a vote are synced
 //! before openraft is told they are durable (Raft §5: a server must not forget a vote or an
-//! acknowledged entry).
+//! acknowledged entry). The commit index is not stored (openraft's option): a restarted
+//! replica learns it again from the primary, or as primary by committing an entry of its
+//! term, and storing it cost every commit a round trip to the writer thread on the primary's
+//! write path.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -20,7 +23,6 @@ use crate::storage::writer::Writer;
 use crate::storage::{Cf, Engine, ReadTier, WriteBatch};
 
 const VOTE: &[u8] = b"vote";
-const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
 fn index_key(index: u64) -> Vec<u8> {
@@ -171,27 +173,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         self.get_state(VOTE)
-    }
-
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let mut b = WriteBatch::new();
-        b.put(
-            Cf::RaftState,
-            COMMITTED.to_vec(),
-            encode(&committed).map_err(|e| StorageIOError::write(&e))?,
-        );
-        self.write(b, false)
-            .await
-            .map_err(|e| StorageIOError::write(&e).into())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self
-            .get_state::<Option<LogId<NodeId>>>(COMMITTED)?
-            .flatten())
     }
 
     async fn append<I>(
