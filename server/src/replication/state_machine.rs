@@ -184,6 +184,19 @@ fn cf_of(tag: u8) -> Option<Cf> {
     Cf::ALL.into_iter().find(|cf| cf_tag(*cf) == tag)
 }
 
+/// Runs `f`, which reads and writes storage, without stalling other tasks: in place on a
+/// multi-threaded runtime (`block_in_place` hands this worker's other tasks to another
+/// thread), sparing the hop to a blocking-pool thread and back on every commit; on the
+/// blocking pool elsewhere.
+async fn in_place<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(f)),
+        _ => tokio::task::spawn_blocking(f).await,
+    }
+}
+
 /// What an applied entry answers.
 enum Shape {
     /// A blank or membership entry.
@@ -288,7 +301,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta.push((MEMBERSHIP.to_vec(), encode(m).map_err(sm_err)?));
         }
         let store = self.store.clone();
-        let (group, written) = tokio::task::spawn_blocking(move || {
+        let (group, written) = in_place(move || {
             let mut group = store.apply_group(commands);
             let mut batch = std::mem::take(&mut group.batch);
             for (k, v) in meta {
