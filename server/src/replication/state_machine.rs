@@ -188,12 +188,19 @@ fn cf_of(tag: u8) -> Option<Cf> {
 /// multi-threaded runtime (`block_in_place` hands this worker's other tasks to another
 /// thread), sparing the hop to a blocking-pool thread and back on every commit; on the
 /// blocking pool elsewhere.
-async fn in_place<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
+///
+/// A panic in `f` is an error either way (as a panicked blocking task's would be), so that
+/// Raft learns the state machine failed and stops the replica, rather than losing its
+/// state-machine worker silently.
+async fn in_place<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
     match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(f)),
-        _ => tokio::task::spawn_blocking(f).await,
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|_| "applying entries panicked".to_string())
+        }),
+        _ => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -303,11 +310,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = self.store.clone();
         let (group, written) = in_place(move || {
             let mut group = store.apply_group(commands);
+            // A command that failed to read storage has no trustworthy outcome: nothing of
+            // the group is written (not even the applied position), and the replica stops;
+            // after a restart the entries are applied again from the log.
+            if let Some(e) = group.results.iter().find_map(|r| match r {
+                Err(ApplyError::Storage(e)) => Some(e.to_string()),
+                _ => None,
+            }) {
+                return (group, Err(e));
+            }
             let mut batch = std::mem::take(&mut group.batch);
             for (k, v) in meta {
                 batch.put(Cf::Meta, k, v);
             }
-            let written = store.engine().write(batch, false);
+            let written = store
+                .engine()
+                .write(batch, false)
+                .map_err(|e| e.to_string());
             (group, written)
         })
         .await
@@ -534,6 +553,83 @@ mod tests {
             .await
             .expect("apply");
         assert_eq!(put_revision(&responses[0]), 7);
+    }
+
+    /// An engine whose data reads fail once `failing` is set.
+    struct FailingReads {
+        inner: MemoryEngine,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl FailingReads {
+        fn check(&self, cf: Cf) -> crate::storage::Result<()> {
+            match cf == Cf::Data && self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Err(crate::storage::StorageError::Engine("a read failed".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl Engine for FailingReads {
+        fn get(&self, cf: Cf, key: &[u8]) -> crate::storage::Result<Option<Vec<u8>>> {
+            self.check(cf)?;
+            self.inner.get(cf, key)
+        }
+
+        fn scan(
+            &self,
+            cf: Cf,
+            start: &[u8],
+            end: Option<&[u8]>,
+            tier: crate::storage::ReadTier,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> crate::storage::Result<()> {
+            self.check(cf)?;
+            self.inner.scan(cf, start, end, tier, visit)
+        }
+
+        fn write(&self, batch: WriteBatch, sync: bool) -> crate::storage::Result<()> {
+            self.inner.write(batch, sync)
+        }
+
+        fn dump(&self, cfs: &[Cf]) -> crate::storage::Result<Vec<crate::storage::CfEntry>> {
+            self.inner.dump(cfs)
+        }
+    }
+
+    /// A command whose storage read fails stops the apply before anything of its group is
+    /// written, the applied position included, so that a restart applies the entries again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_read_writes_nothing_of_the_group() {
+        let failing = Arc::new(FailingReads {
+            inner: MemoryEngine::new(),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let engine: Arc<dyn Engine> = failing.clone();
+        let mut sm = machine(&engine);
+        sm.applied_state().await.expect("applied state");
+        sm.apply(vec![normal(1, put(DEFAULT_NAMESPACE, "a"))])
+            .await
+            .expect("apply");
+        failing
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let failed = sm
+            .apply(vec![
+                normal(2, put(DEFAULT_NAMESPACE, "b")),
+                normal(3, put(DEFAULT_NAMESPACE, "c")),
+            ])
+            .await;
+        assert!(failed.is_err());
+        let applied: Option<LogId<NodeId>> = decode(
+            &engine
+                .get(Cf::Meta, APPLIED)
+                .expect("get")
+                .expect("an applied position"),
+        )
+        .expect("decode");
+        assert_eq!(applied.map(|l| l.index), Some(1));
+        assert_eq!(sm.store.applied_index(), 1);
     }
 
     /// A state machine written before revisions were counted apart from log indexes (no
