@@ -148,7 +148,7 @@ struct SuiteArgs {
     /// Multiplies every case's duration.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
-    /// Concurrent clients per case.
+    /// Concurrent clients per case (a case that sets its own keeps it).
     #[arg(long, default_value_t = 10)]
     concurrency: usize,
     /// Only the cases whose name contains this.

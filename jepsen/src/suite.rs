@@ -77,6 +77,10 @@ pub struct Case {
     pub protocol: Protocol,
     /// Session guarantees the clients keep (see `RunConfig::session`).
     pub session: Option<SessionGuarantees>,
+    /// Concurrent clients, when not the suite's.
+    pub concurrency: Option<usize>,
+    /// Target operations per second over all clients (0: unlimited).
+    pub rate: u32,
 }
 
 fn case(
@@ -101,6 +105,8 @@ fn case(
         pin_clients: false,
         protocol: Protocol::PrimaryBackup,
         session: None,
+        concurrency: None,
+        rate: 300,
     }
 }
 
@@ -253,6 +259,19 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
                 25,
             ),
         ];
+        // Many clients and no rate limit: the primary batches the writes that queue behind
+        // the entry being committed, so batched entries meet kills, pauses and partitions.
+        let mut batched = case(
+            "register-linearizable-batched-kill-pause-partition",
+            Register,
+            Linearizable,
+            &[Kill, Pause, Partition],
+            nodes,
+            15,
+        );
+        batched.concurrency = Some(30);
+        batched.rate = 0;
+        cases.push(batched);
         // A failover takes about 3 s (an election timeout of 1-2 s after the leader lease):
         // longer faults make transactions span primary changes (begun at one primary,
         // committed at the next, or cut off mid-commit).
@@ -408,14 +427,14 @@ pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
             level: c.level,
             nemesis: c.nemesis.clone(),
             time,
-            concurrency: cfg.concurrency,
+            concurrency: c.concurrency.unwrap_or(cfg.concurrency),
             seed: cfg.seed,
             out: cfg.out.join(&c.name),
             dialkv_bin: cfg.dialkv_bin.clone(),
             interval: c.interval,
             quiet: Duration::from_secs(2),
             op_timeout: Duration::from_secs(2),
-            rate: 300,
+            rate: c.rate,
             server_args: c.server_args.clone(),
             split_brain: c.split_brain,
             pin_clients: c.pin_clients,
