@@ -11,7 +11,7 @@
 //! outcome; a refusal of one command does not touch the others.
 //!
 //! The queue is unbounded here because it is bounded upstream: a replica admits at most
-//! `--max-inflight-writes` writes at a time (`WRITE_QUEUE_FULL` past that).
+//! `--write-queue` writes at a time (`WRITE_QUEUE_FULL` past that).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -249,8 +249,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // What each entry answers: blank and membership entries None, a command entry the
         // results of its commands (several for a batch). Each command takes the next
         // revision; an entry without commands takes one too, so that a log without batches
-        // gives every entry its log index as revision (as before batches existed: replicas
-        // of either age count alike).
+        // gives every entry its log index as revision (as before batches existed).
         let mut shapes = Vec::new();
         let mut commands = Vec::new();
         let mut revision = self.store.applied();
@@ -293,10 +292,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(last) = last else {
             return Ok(Vec::new());
         };
-        // The position and membership go in the same batch as the data. The batch is written
-        // on the blocking thread that built it, not through the writer: it is not synced (the
-        // entries are durable in the log), so it gains nothing from group commit and would
-        // only pay a hop to the writer thread and back.
+        // The position and membership go in the same batch as the data. The batch is built
+        // and written in place, not through the writer: it is not synced (the entries are
+        // durable in the log), so it gains nothing from group commit and would only pay a hop
+        // to the writer thread and back.
         let mut meta = vec![
             (APPLIED.to_vec(), encode(&Some(last)).map_err(sm_err)?),
             (
