@@ -1164,10 +1164,17 @@ mod tests {
             .map(|m| m.revision)
             .max()
             .unwrap_or(0);
+        apply_at(store, (base + 1..).zip(commands).collect())
+    }
+
+    /// Applies `commands` as one group, each at the revision given.
+    fn apply_at(
+        store: &Store,
+        commands: Vec<(Revision, Command)>,
+    ) -> Vec<Result<Outcome, ApplyError>> {
         let stamped = commands
             .into_iter()
-            .zip(base + 1..)
-            .map(|(command, revision)| Stamped {
+            .map(|(revision, command)| Stamped {
                 command,
                 revision,
                 at_ms: 1_000,
@@ -1310,21 +1317,6 @@ mod tests {
         assert_eq!(at(2), Some(Bytes::from_static(b"b")));
         // Revision 1 is behind the newest version below the window of revision 5: collected.
         assert_eq!(at(1), None);
-    }
-
-    /// Applies `commands` as one group, each at the revision given.
-    fn apply_at(store: &Store, commands: Vec<(Revision, Command)>) {
-        let stamped = commands
-            .into_iter()
-            .map(|(revision, command)| Stamped {
-                command,
-                revision,
-                at_ms: 1_000,
-            })
-            .collect();
-        let group = store.apply_group(stamped);
-        store.engine.write(group.batch, true).expect("write");
-        store.install(group.delta);
     }
 
     /// A command that writes a key twice (a one-shot transaction with two operations on it)
