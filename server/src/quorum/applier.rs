@@ -844,53 +844,17 @@ impl Applier {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::storage::memory::MemoryEngine;
-    use crate::storage::CfEntry;
-
-    /// An engine that counts its writes.
-    struct Counting {
-        inner: MemoryEngine,
-        writes: AtomicUsize,
-    }
-
-    impl Engine for Counting {
-        fn get(&self, cf: Cf, key: &[u8]) -> crate::storage::Result<Option<Vec<u8>>> {
-            self.inner.get(cf, key)
-        }
-
-        fn scan(
-            &self,
-            cf: Cf,
-            start: &[u8],
-            end: Option<&[u8]>,
-            tier: ReadTier,
-            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-        ) -> crate::storage::Result<()> {
-            self.inner.scan(cf, start, end, tier, visit)
-        }
-
-        fn write(&self, batch: WriteBatch, sync: bool) -> crate::storage::Result<()> {
-            self.writes.fetch_add(1, Ordering::SeqCst);
-            self.inner.write(batch, sync)
-        }
-
-        fn dump(&self, cfs: &[Cf]) -> crate::storage::Result<Vec<CfEntry>> {
-            self.inner.dump(cfs)
-        }
-    }
+    use crate::storage::memory::Instrumented;
 
     /// Heartbeats (pushes with nothing new) are answered without a write: every peer sends
     /// one every 100 ms, and an fsync each would load the disk for nothing. A write is still
     /// written, and so is a push that brings something.
     #[tokio::test]
     async fn a_group_that_changes_nothing_is_not_written() {
-        let engine = Arc::new(Counting {
-            inner: MemoryEngine::new(),
-            writes: AtomicUsize::new(0),
-        });
+        let engine = Arc::new(Instrumented::default());
         let (applied, _) = watch::channel(VectorClock::new());
         let applier =
             Applier::recover(1, engine.clone(), Arc::default(), applied).expect("recover");
@@ -935,10 +899,7 @@ mod tests {
 
         // The same update arriving as another origin's push changes this replica's state.
         let (applied_by_two, _) = watch::channel(VectorClock::new());
-        let other = Arc::new(Counting {
-            inner: MemoryEngine::new(),
-            writes: AtomicUsize::new(0),
-        });
+        let other = Arc::new(Instrumented::default());
         let applier =
             Applier::recover(2, other.clone(), Arc::default(), applied_by_two).expect("recover");
         let (jobs_two, rx_two) = mpsc::channel(16);

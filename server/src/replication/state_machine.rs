@@ -446,7 +446,7 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::replication::types::Request;
-    use crate::storage::memory::MemoryEngine;
+    use crate::storage::memory::{Instrumented, MemoryEngine};
     use crate::storage::store::{Outcome, StoreOptions, DEFAULT_NAMESPACE};
     use crate::storage::writer::WriterOptions;
     use crate::storage::Engine;
@@ -554,56 +554,11 @@ mod tests {
         assert_eq!(put_revision(&responses[0]), 7);
     }
 
-    /// An engine whose data reads fail once `failing` is set.
-    struct FailingReads {
-        inner: MemoryEngine,
-        failing: std::sync::atomic::AtomicBool,
-    }
-
-    impl FailingReads {
-        fn check(&self, cf: Cf) -> crate::storage::Result<()> {
-            match cf == Cf::Data && self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-                true => Err(crate::storage::StorageError::Engine("a read failed".into())),
-                false => Ok(()),
-            }
-        }
-    }
-
-    impl Engine for FailingReads {
-        fn get(&self, cf: Cf, key: &[u8]) -> crate::storage::Result<Option<Vec<u8>>> {
-            self.check(cf)?;
-            self.inner.get(cf, key)
-        }
-
-        fn scan(
-            &self,
-            cf: Cf,
-            start: &[u8],
-            end: Option<&[u8]>,
-            tier: crate::storage::ReadTier,
-            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-        ) -> crate::storage::Result<()> {
-            self.check(cf)?;
-            self.inner.scan(cf, start, end, tier, visit)
-        }
-
-        fn write(&self, batch: WriteBatch, sync: bool) -> crate::storage::Result<()> {
-            self.inner.write(batch, sync)
-        }
-
-        fn dump(&self, cfs: &[Cf]) -> crate::storage::Result<Vec<crate::storage::CfEntry>> {
-            self.inner.dump(cfs)
-        }
-    }
-
     /// A command whose storage read fails stops the apply before anything of its group is
     /// written, the applied position included, so that a restart applies the entries again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_read_writes_nothing_of_the_group() {
-        let failing = Arc::new(FailingReads {
-            inner: MemoryEngine::new(),
-            failing: std::sync::atomic::AtomicBool::new(false),
-        });
+        let failing = Arc::new(Instrumented::default());
         let engine: Arc<dyn Engine> = failing.clone();
         let mut sm = machine(&engine);
         sm.applied_state().await.expect("applied state");
@@ -611,7 +566,7 @@ mod tests {
             .await
             .expect("apply");
         failing
-            .failing
+            .fail_data_reads
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let failed = sm
             .apply(vec![

@@ -89,3 +89,58 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 }
+
+/// A [`MemoryEngine`] for tests that counts its writes and can be made to fail reads of the
+/// data column family.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Instrumented {
+    inner: MemoryEngine,
+    /// Writes so far.
+    pub writes: std::sync::atomic::AtomicUsize,
+    /// While set, every `get` and `scan` of [`Cf::Data`] fails.
+    pub fail_data_reads: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl Instrumented {
+    fn check(&self, cf: Cf) -> Result<()> {
+        let failing = self
+            .fail_data_reads
+            .load(std::sync::atomic::Ordering::SeqCst);
+        match cf == Cf::Data && failing {
+            true => Err(super::StorageError::Engine("a read failed".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Engine for Instrumented {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check(cf)?;
+        self.inner.get(cf, key)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        tier: ReadTier,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        self.check(cf)?;
+        self.inner.scan(cf, start, end, tier, visit)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.write(batch, sync)
+    }
+
+    fn dump(&self, cfs: &[Cf]) -> Result<Vec<super::CfEntry>> {
+        self.inner.dump(cfs)
+    }
+}
