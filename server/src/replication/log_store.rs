@@ -8,10 +8,18 @@
 //! replica learns it again from the primary, or as primary by committing an entry of its
 //! term, and storing it cost every commit a round trip to the writer thread on the primary's
 //! write path.
+//!
+//! The newest entries are also kept in memory, encoded (the [`Tail`]): replication to each
+//! backup and the state machine read every entry just after it is appended, and serving those
+//! reads from memory spares each of them an engine iterator and a hop to a blocking thread (on
+//! the path of every write). Older entries, read by a backup that fell behind, come from the
+//! engine. The tail keeps entries encoded, not decoded: a decoded entry's keys and values may
+//! share the larger buffers of the requests they came in, which the tail would keep alive.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -37,17 +45,157 @@ pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, std::io::Error>
     bincode::deserialize(b).map_err(std::io::Error::other)
 }
 
-/// The log store of the replica's Raft group. Clones share the engine.
+/// The most entries the [`Tail`] keeps.
+const TAIL_ENTRIES: usize = 1024;
+/// The most encoded bytes of entries the [`Tail`] keeps.
+const TAIL_BYTES: usize = 16 << 20;
+
+/// Recent entries of the log, encoded, in memory: a contiguous run of indexes, each entry the
+/// one the log holds at its index. Appends add to it, truncation and purging remove from it as from
+/// the log, and the oldest entries are dropped past `max_entries` or `max_bytes` (of encoded
+/// entries).
+#[derive(Debug)]
+struct Tail {
+    /// Encoded entries in index order, with their indexes.
+    entries: VecDeque<(u64, Vec<u8>)>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Tail {
+    fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(index, _)| *index)
+    }
+
+    fn last_index(&self) -> Option<u64> {
+        self.entries.back().map(|(index, _)| *index)
+    }
+
+    /// Records entries just written to the log, starting at index `first`.
+    fn append(&mut self, first: u64, entries: Vec<(u64, Vec<u8>)>) {
+        // Entries at `first` and after are rewritten (the log keeps any after the new ones,
+        // which the tail no longer holds). Entries that leave a gap (the log was emptied
+        // around a snapshot) start the tail again.
+        self.truncate(first);
+        if self.last_index().is_some_and(|last| last + 1 != first) {
+            self.clear();
+        }
+        for (index, bytes) in entries {
+            self.bytes += bytes.len();
+            self.entries.push_back((index, bytes));
+        }
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            self.pop_front();
+        }
+    }
+
+    /// Drops entries at `index` and after.
+    fn truncate(&mut self, index: u64) {
+        while self.last_index().is_some_and(|last| last >= index) {
+            if let Some((_, bytes)) = self.entries.pop_back() {
+                self.bytes -= bytes.len();
+            }
+        }
+    }
+
+    /// Drops entries at `index` and before.
+    fn purge(&mut self, index: u64) {
+        while self.first_index().is_some_and(|first| first <= index) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, bytes)) = self.entries.pop_front() {
+            self.bytes -= bytes.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// The entries in `[start, end)`, if all of them are here.
+    fn read(&self, start: u64, end: u64) -> Option<Result<Vec<Entry<TypeConfig>>, std::io::Error>> {
+        let (first, last) = (self.first_index()?, self.last_index()?);
+        if start < first || end > last + 1 {
+            return None;
+        }
+        if start >= end {
+            return Some(Ok(Vec::new()));
+        }
+        let from = usize::try_from(start - first).ok()?;
+        let to = usize::try_from(end - first).ok()?;
+        Some(
+            self.entries
+                .range(from..to)
+                .map(|(_, b)| decode(b))
+                .collect(),
+        )
+    }
+}
+
+/// The log store of the replica's Raft group. Clones share the engine and the [`Tail`].
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<dyn Engine>,
     writer: Writer,
+    tail: Arc<Mutex<Tail>>,
 }
 
 impl LogStore {
     /// A log store over `engine`, writing through `writer`.
     pub fn new(engine: Arc<dyn Engine>, writer: Writer) -> Self {
-        Self { engine, writer }
+        Self::with_tail(engine, writer, TAIL_ENTRIES, TAIL_BYTES)
+    }
+
+    fn with_tail(
+        engine: Arc<dyn Engine>,
+        writer: Writer,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Self {
+        Self {
+            engine,
+            writer,
+            tail: Arc::new(Mutex::new(Tail::new(max_entries, max_bytes))),
+        }
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().expect("log tail lock poisoned")
+    }
+
+    /// Writes `entries` durably, then adds them to the tail.
+    async fn append_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+    ) -> Result<(), std::io::Error> {
+        let mut b = WriteBatch::new();
+        let mut appended = Vec::new();
+        for e in entries {
+            let bytes = encode(&e)?;
+            b.put(Cf::RaftLog, index_key(e.log_id.index), bytes.clone());
+            appended.push((e.log_id.index, bytes));
+        }
+        let Some(first) = appended.first().map(|(index, _)| *index) else {
+            return Ok(());
+        };
+        // Synced: once this returns the entries are durable, and readable by any reader.
+        self.write(b, true).await?;
+        self.tail().append(first, appended);
+        Ok(())
     }
 
     fn get_state<T: DeserializeOwned>(
@@ -82,10 +230,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(x) => Some(index_key(x.saturating_add(1))),
-            Bound::Excluded(x) => Some(index_key(*x)),
+            Bound::Included(x) => Some(x.saturating_add(1)),
+            Bound::Excluded(x) => Some(*x),
             Bound::Unbounded => None,
         };
+        // A read to the end of the log goes to the engine: the log may hold entries past the
+        // tail's last (rewritten entries leave the old ones after them in place).
+        if let Some(read) = end.and_then(|end| self.tail().read(start, end)) {
+            return read.map_err(|e| StorageIOError::read_logs(&e).into());
+        }
+        let end = end.map(index_key);
         let engine = self.engine.clone();
         let read = move || {
             let mut out = Vec::new();
@@ -184,16 +338,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut b = WriteBatch::new();
-        for e in entries {
-            b.put(
-                Cf::RaftLog,
-                index_key(e.log_id.index),
-                encode(&e).map_err(|x| StorageIOError::write_logs(&x))?,
-            );
-        }
-        // Synced: once this returns the entries are durable, and readable by any reader.
-        match self.write(b, true).await {
+        match self.append_entries(entries).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -206,6 +351,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.tail().truncate(log_id.index);
         let mut b = WriteBatch::new();
         b.delete_range(Cf::RaftLog, index_key(log_id.index), vec![0xFF; 9]);
         self.write(b, true)
@@ -214,6 +360,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.tail().purge(log_id.index);
         let mut b = WriteBatch::new();
         b.put(
             Cf::RaftState,
@@ -228,5 +375,120 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write(b, false)
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::replication::types::Request;
+    use crate::storage::memory::MemoryEngine;
+    use crate::storage::store::Command;
+    use crate::storage::writer::WriterOptions;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Appends `n` entries, replacing the last `back` ones (as after a conflict), having
+        /// truncated them first or not.
+        Append { back: u64, n: u64, truncate: bool },
+        /// Purges all but the last `keep` entries.
+        Purge { keep: u64 },
+        /// Truncates the last `back` entries.
+        Truncate { back: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..3, 1u64..6, any::<bool>()).prop_map(|(back, n, truncate)| Op::Append { back, n, truncate }),
+            1 => (0u64..8).prop_map(|keep| Op::Purge { keep }),
+            1 => (0u64..3).prop_map(|back| Op::Truncate { back }),
+        ]
+    }
+
+    fn entry(index: u64, generation: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(generation, 0), index),
+            payload: EntryPayload::Normal(Request {
+                command: Command::Put {
+                    ns: "default".into(),
+                    key: Bytes::from(index.to_string()),
+                    value: Bytes::from(vec![b'v'; (index % 7) as usize * 40]),
+                    request: None,
+                },
+                at_ms: generation,
+            }),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Reads served from the in-memory tail equal reads of the engine and of a model log,
+        /// whatever appends, conflicting rewrites, truncations and purges came before, with a
+        /// tail small enough to drop entries.
+        #[test]
+        fn reads_from_the_tail_match_the_log(ops in proptest::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+                let (writer, _thread) = Writer::start(engine.clone(), WriterOptions::default(), Arc::new(Metrics::new())).expect("writer");
+                let mut store = LogStore::with_tail(engine.clone(), writer.clone(), 6, 600);
+                let mut model: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
+                let mut purged = 0u64;
+                for (generation, op) in ops.into_iter().enumerate() {
+                    let generation = generation as u64 + 1;
+                    let next = model.keys().next_back().map_or(purged + 1, |l| l + 1);
+                    match op {
+                        Op::Append { back, n, truncate } => {
+                            let first = next.saturating_sub(back).max(purged + 1);
+                            if first < next && truncate {
+                                store.truncate(LogId::new(CommittedLeaderId::new(generation, 0), first)).await.expect("truncate");
+                                model.retain(|i, _| *i < first);
+                            }
+                            let entries: Vec<_> = (first..first + n).map(|i| entry(i, generation)).collect();
+                            for e in &entries {
+                                model.insert(e.log_id.index, e.clone());
+                            }
+                            store.append_entries(entries).await.expect("append");
+                        }
+                        Op::Purge { keep } => {
+                            let upto = next.saturating_sub(keep + 1);
+                            if upto > purged {
+                                store.purge(LogId::new(CommittedLeaderId::new(0, 0), upto)).await.expect("purge");
+                                model.retain(|i, _| *i > upto);
+                                purged = upto;
+                            }
+                        }
+                        Op::Truncate { back } => {
+                            let at = next.saturating_sub(back).max(purged + 1);
+                            if at < next {
+                                store.truncate(LogId::new(CommittedLeaderId::new(0, 0), at)).await.expect("truncate");
+                                model.retain(|i, _| *i < at);
+                            }
+                        }
+                    }
+                    let last = model.keys().next_back().copied().unwrap_or(purged);
+                    let mut from_engine = LogStore::with_tail(engine.clone(), writer.clone(), 0, 0);
+                    for start in purged + 1..=last + 1 {
+                        for end in start..=last + 1 {
+                            let want: Vec<_> = model.range(start..end).map(|(_, e)| e.clone()).collect();
+                            let got = store.try_get_log_entries(start..end).await.expect("read");
+                            assert_eq!(got, want, "tail read {start}..{end}");
+                            let disk = from_engine.try_get_log_entries(start..end).await.expect("read");
+                            assert_eq!(disk, want, "engine read {start}..{end}");
+                        }
+                        let want: Vec<_> = model.range(start..).map(|(_, e)| e.clone()).collect();
+                        assert_eq!(store.try_get_log_entries(start..).await.expect("read"), want);
+                    }
+                }
+            });
+        }
     }
 }
