@@ -47,6 +47,16 @@ impl RocksEngine {
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if *cf == Cf::Dedup {
+                // Every write with a request id looks its id up first, and a new id is found
+                // nowhere: bloom filters on the memtable and the tables answer that without
+                // searching them.
+                cf_opts.set_memtable_whole_key_filtering(true);
+                cf_opts.set_memtable_prefix_bloom_ratio(0.1);
+                let mut table = rocksdb::BlockBasedOptions::default();
+                table.set_bloom_filter(10.0, false);
+                cf_opts.set_block_based_table_factory(&table);
+            }
             ColumnFamilyDescriptor::new(cf.name(), cf_opts)
         });
         let db = Db::open_cf_descriptors(&opts, path, cfs).map_err(engine_err)?;
