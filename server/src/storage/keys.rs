@@ -156,6 +156,10 @@ pub fn catalog_range() -> (Vec<u8>, Vec<u8>) {
 /// Meta key holding the next namespace id to assign.
 pub const NEXT_NAMESPACE_ID: &[u8] = b"next_ns_id";
 
+/// Meta key holding the widest history (`--retain-revisions`) under which any stored version
+/// may have been written (u64 big-endian).
+pub const WIDEST_RETAIN: &[u8] = b"widest_retain";
+
 /// Meta key holding namespace `ns`'s latest revision.
 pub fn revision_key(ns: NamespaceId) -> Vec<u8> {
     let mut out = b"rev/".to_vec();

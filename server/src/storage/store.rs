@@ -298,6 +298,9 @@ pub struct Store {
     /// The Raft log index of the last applied entry (entries and revisions are counted apart:
     /// a batch entry holds several commands, blank and membership entries none).
     applied_index: std::sync::atomic::AtomicU64,
+    /// The widest history under which any stored version may have been written (see
+    /// [`keys::WIDEST_RETAIN`]); 0 means every key holds at most one version.
+    widest_retain: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -368,7 +371,9 @@ impl Store {
             options,
             applied: tokio::sync::watch::Sender::new(0),
             applied_index: std::sync::atomic::AtomicU64::new(0),
+            widest_retain: std::sync::atomic::AtomicU64::new(u64::MAX),
         };
+        store.load_widest_retain()?;
         if store.namespace(DEFAULT_NAMESPACE).is_none() {
             let spec = NamespaceSpec {
                 name: DEFAULT_NAMESPACE.to_string(),
@@ -593,7 +598,64 @@ impl Store {
         let (catalog, next) = load_catalog(&*self.engine)?;
         *self.catalog.write().expect("catalog lock poisoned") = catalog;
         *self.next_ns_id.write().expect("next id lock poisoned") = next;
+        self.load_widest_retain()
+    }
+
+    /// Reads the widest history the stored versions may come from and widens it to this
+    /// server's `--retain-revisions`, storing it if it changed.
+    ///
+    /// Without history retained, each write collects the versions below it: if every version
+    /// was written without history, that is the one version the key holds, and the write reads
+    /// just it. Otherwise older versions may remain (written under a wider history, here or on
+    /// the replica that sent a snapshot) and every version must be read, or a delete would
+    /// bring one back. A store without the record holds versions of unknown origin unless it
+    /// holds none at all; a snapshot carries its sender's record.
+    fn load_widest_retain(&self) -> Result<(), StorageError> {
+        let stored = match self.engine.get(Cf::Meta, keys::WIDEST_RETAIN)? {
+            Some(b) => Some(u64::from_be_bytes(b.as_slice().try_into().map_err(
+                |_| StorageError::Corrupt {
+                    cf: Cf::Meta,
+                    reason: "the widest retained history is not 8 bytes".into(),
+                },
+            )?)),
+            None => None,
+        };
+        let known = match stored {
+            Some(w) => w,
+            None => {
+                let mut any = false;
+                self.engine
+                    .scan(Cf::Data, &[], None, ReadTier::Any, &mut |_, _| {
+                        any = true;
+                        false
+                    })?;
+                if any {
+                    u64::MAX
+                } else {
+                    0
+                }
+            }
+        };
+        let widest = known.max(self.options.retain_revisions);
+        if stored != Some(widest) {
+            let mut b = WriteBatch::new();
+            b.put(
+                Cf::Meta,
+                keys::WIDEST_RETAIN.to_vec(),
+                widest.to_be_bytes().to_vec(),
+            );
+            self.engine.write(b, true)?;
+        }
+        self.widest_retain
+            .store(widest, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Whether every key holds at most one stored version (see [`Store::load_widest_retain`]).
+    fn single_version(&self) -> bool {
+        self.widest_retain
+            .load(std::sync::atomic::Ordering::Acquire)
+            == 0
     }
 }
 
@@ -950,7 +1012,9 @@ impl Group<'_> {
     /// `p`, kept every version from its horizon `p - retain` up and the newest one below it,
     /// and collected everything older. (Versions kept under a larger `--retain-revisions`
     /// than the current one are therefore never collected: lowering it leaves at most one old
-    /// window of versions per key behind. With no history retained, every version is read.)
+    /// window of versions per key behind. With no history retained, the one version below
+    /// the write is read if no history was ever kept, and every version otherwise: see
+    /// [`Store::load_widest_retain`].)
     fn stored_versions_to_collect(
         &self,
         ns: NamespaceId,
@@ -968,6 +1032,22 @@ impl Group<'_> {
                 )
             })
         };
+        if self.store.single_version() {
+            // No history was ever kept: the key's newest stored version is its only one, and
+            // the versions collected before it are deletion markers not to walk into.
+            let mut only = None;
+            engine.scan(
+                Cf::Data,
+                &keys::data_key(ns, key, horizon),
+                Some(&end),
+                ReadTier::Any,
+                &mut |k, v| {
+                    only = Some(decode(k, v));
+                    false
+                },
+            )?;
+            return only.transpose().map(|v| v.into_iter().collect());
+        }
         let mut newest = None;
         engine.scan(
             Cf::Data,
@@ -982,10 +1062,9 @@ impl Group<'_> {
         let Some(newest) = newest.transpose()? else {
             return Ok(Vec::new());
         };
-        // With no history retained only the newest version should be live, but one written
-        // under a larger `--retain-revisions` (or received in a snapshot from a replica with
-        // one) may have older ones, and a delete that left one would bring it back: every
-        // version is read.
+        // Without history retained, a store that ever kept some (or a snapshot from a replica
+        // that did) may hold older versions besides the newest, and a delete that left one
+        // would bring it back: every version is read.
         let previous_horizon = match retain {
             0 => 0,
             _ => newest.0.saturating_sub(retain),
@@ -1317,6 +1396,44 @@ mod tests {
         assert_eq!(at(2), Some(Bytes::from_static(b"b")));
         // Revision 1 is behind the newest version below the window of revision 5: collected.
         assert_eq!(at(1), None);
+    }
+
+    /// Without history, a store that once kept some (or whose versions predate the record of
+    /// it) reads every version of a key, so that a delete leaves none behind to come back; a
+    /// store that never kept any reads only the newest.
+    #[test]
+    fn without_history_a_delete_removes_versions_written_under_a_wider_one() {
+        let delete = Command::Delete {
+            ns: DEFAULT_NAMESPACE.into(),
+            key: Bytes::from_static(b"k"),
+            request: None,
+        };
+        for forget_record in [false, true] {
+            let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+            let wide = StoreOptions {
+                retain_revisions: 10,
+                ..Default::default()
+            };
+            let store = Store::open(engine.clone(), wide).expect("open");
+            for v in ["a", "b", "c"] {
+                apply(&store, vec![put("k", v)]);
+            }
+            drop(store);
+            if forget_record {
+                let mut b = WriteBatch::new();
+                b.delete(Cf::Meta, keys::WIDEST_RETAIN.to_vec());
+                engine.write(b, true).expect("write");
+            }
+            let store = Store::open(engine, StoreOptions::default()).expect("reopen");
+            assert!(!store.single_version());
+            apply(&store, vec![delete.clone()]);
+            let ns = ns_id(&store);
+            for at in [None, Some(2), Some(4)] {
+                assert_eq!(store.get(ns, b"k", at, ReadTier::Any).expect("get"), None);
+            }
+        }
+        let fresh = Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default());
+        assert!(fresh.expect("open").single_version());
     }
 
     /// A command that writes a key twice (a one-shot transaction with two operations on it)
