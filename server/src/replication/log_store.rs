@@ -9,7 +9,7 @@
 //! term, and storing it cost every commit a round trip to the writer thread on the primary's
 //! write path.
 //!
-//! The newest entries are also kept in memory, encoded (the [`Tail`]): replication to each
+//! The newest entries are also kept in memory, encoded (the `Tail`): replication to each
 //! backup and the state machine read every entry just after it is appended, and serving those
 //! reads from memory spares each of them an engine iterator and a hop to a blocking thread (on
 //! the path of every write). Older entries, read by a backup that fell behind, come from the
@@ -146,7 +146,7 @@ impl Tail {
     }
 }
 
-/// The log store of the replica's Raft group. Clones share the engine and the [`Tail`].
+/// The log store of the replica's Raft group. Clones share the engine and the `Tail`.
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<dyn Engine>,

@@ -157,8 +157,24 @@ pub fn catalog_range() -> (Vec<u8>, Vec<u8>) {
 pub const NEXT_NAMESPACE_ID: &[u8] = b"next_ns_id";
 
 /// Meta key holding the widest history (`--retain-revisions`) under which any stored version
-/// may have been written (u64 big-endian).
+/// may have been written, stamped with the newest revision applied when it was written: see
+/// [`encode_widest_retain`].
 pub const WIDEST_RETAIN: &[u8] = b"widest_retain";
+
+/// The value of [`WIDEST_RETAIN`]: `widest (u64 BE) ‖ stamp (u64 BE)`.
+pub fn encode_widest_retain(widest: u64, stamp: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&widest.to_be_bytes());
+    out.extend_from_slice(&stamp.to_be_bytes());
+    out
+}
+
+/// Reads a value written by [`encode_widest_retain`].
+pub fn decode_widest_retain(b: &[u8]) -> Option<(u64, u64)> {
+    let widest = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+    let stamp = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+    (b.len() == 16).then_some((widest, stamp))
+}
 
 /// Meta key holding namespace `ns`'s latest revision.
 pub fn revision_key(ns: NamespaceId) -> Vec<u8> {

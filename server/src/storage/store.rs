@@ -534,7 +534,19 @@ impl Store {
                 g.apply(c.command)
             })
             .collect();
-        for (ns, revision) in std::mem::take(&mut g.revisions) {
+        let revisions = std::mem::take(&mut g.revisions);
+        if let Some(newest) = revisions.values().max() {
+            // Restamped with the group's newest revision: see `load_widest_retain`.
+            let widest = self
+                .widest_retain
+                .load(std::sync::atomic::Ordering::Acquire);
+            g.batch.put(
+                Cf::Meta,
+                keys::WIDEST_RETAIN.to_vec(),
+                keys::encode_widest_retain(widest, *newest),
+            );
+        }
+        for (ns, revision) in revisions {
             g.batch.put(
                 Cf::Meta,
                 keys::revision_key(ns),
@@ -608,20 +620,28 @@ impl Store {
     /// was written without history, that is the one version the key holds, and the write reads
     /// just it. Otherwise older versions may remain (written under a wider history, here or on
     /// the replica that sent a snapshot) and every version must be read, or a delete would
-    /// bring one back. A store without the record holds versions of unknown origin unless it
-    /// holds none at all; a snapshot carries its sender's record.
+    /// bring one back. The record is stamped with the newest revision applied when it was
+    /// written, and every group that takes revisions rewrites it: a store whose namespaces
+    /// went past the stamp was written by a binary that does not keep the record (an older
+    /// one, after a downgrade or from a snapshot it received), and a store without the record
+    /// holds versions of unknown origin unless it holds none at all. Either counts as the
+    /// widest history. A snapshot carries its sender's record.
     fn load_widest_retain(&self) -> Result<(), StorageError> {
+        let newest = self.newest_revision();
         let stored = match self.engine.get(Cf::Meta, keys::WIDEST_RETAIN)? {
-            Some(b) => Some(u64::from_be_bytes(b.as_slice().try_into().map_err(
-                |_| StorageError::Corrupt {
-                    cf: Cf::Meta,
-                    reason: "the widest retained history is not 8 bytes".into(),
-                },
-            )?)),
+            Some(b) => {
+                Some(
+                    keys::decode_widest_retain(&b).ok_or_else(|| StorageError::Corrupt {
+                        cf: Cf::Meta,
+                        reason: "the widest retained history is not 16 bytes".into(),
+                    })?,
+                )
+            }
             None => None,
         };
         let known = match stored {
-            Some(w) => w,
+            Some((widest, stamp)) if stamp >= newest => widest,
+            Some(_) => u64::MAX,
             None => {
                 let mut any = false;
                 self.engine
@@ -637,18 +657,27 @@ impl Store {
             }
         };
         let widest = known.max(self.options.retain_revisions);
-        if stored != Some(widest) {
+        if stored != Some((widest, newest)) {
             let mut b = WriteBatch::new();
             b.put(
                 Cf::Meta,
                 keys::WIDEST_RETAIN.to_vec(),
-                widest.to_be_bytes().to_vec(),
+                keys::encode_widest_retain(widest, newest),
             );
             self.engine.write(b, true)?;
         }
         self.widest_retain
             .store(widest, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// The newest revision any namespace took.
+    fn newest_revision(&self) -> Revision {
+        self.namespaces()
+            .iter()
+            .map(|m| m.revision)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether every key holds at most one stored version (see [`Store::load_widest_retain`]).
@@ -1398,9 +1427,10 @@ mod tests {
         assert_eq!(at(1), None);
     }
 
-    /// Without history, a store that once kept some (or whose versions predate the record of
-    /// it) reads every version of a key, so that a delete leaves none behind to come back; a
-    /// store that never kept any reads only the newest.
+    /// Without history, a store that once kept some reads every version of a key, so that a
+    /// delete leaves none behind to come back: whether the record of it is there, missing
+    /// (versions from before it was kept) or stale (versions written by a binary that does not
+    /// keep it, past its stamp). A store that never kept any reads only the newest.
     #[test]
     fn without_history_a_delete_removes_versions_written_under_a_wider_one() {
         let delete = Command::Delete {
@@ -1408,32 +1438,48 @@ mod tests {
             key: Bytes::from_static(b"k"),
             request: None,
         };
-        for forget_record in [false, true] {
+        let wide = StoreOptions {
+            retain_revisions: 10,
+            ..Default::default()
+        };
+        for record in ["kept", "missing", "stale"] {
             let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-            let wide = StoreOptions {
-                retain_revisions: 10,
-                ..Default::default()
-            };
+            let store = Store::open(engine.clone(), StoreOptions::default()).expect("open");
+            assert!(store.single_version());
+            apply(&store, vec![put("k", "a")]);
+            let narrow_record = engine.get(Cf::Meta, keys::WIDEST_RETAIN).expect("get");
+            drop(store);
             let store = Store::open(engine.clone(), wide).expect("open");
-            for v in ["a", "b", "c"] {
+            for v in ["b", "c"] {
                 apply(&store, vec![put("k", v)]);
             }
             drop(store);
-            if forget_record {
-                let mut b = WriteBatch::new();
-                b.delete(Cf::Meta, keys::WIDEST_RETAIN.to_vec());
-                engine.write(b, true).expect("write");
+            let mut b = WriteBatch::new();
+            match record {
+                "missing" => b.delete(Cf::Meta, keys::WIDEST_RETAIN.to_vec()),
+                "stale" => b.put(
+                    Cf::Meta,
+                    keys::WIDEST_RETAIN.to_vec(),
+                    narrow_record.clone().expect("recorded"),
+                ),
+                _ => {}
             }
+            engine.write(b, true).expect("write");
             let store = Store::open(engine, StoreOptions::default()).expect("reopen");
-            assert!(!store.single_version());
+            assert!(!store.single_version(), "record {record}");
             apply(&store, vec![delete.clone()]);
             let ns = ns_id(&store);
-            for at in [None, Some(2), Some(4)] {
-                assert_eq!(store.get(ns, b"k", at, ReadTier::Any).expect("get"), None);
+            for at in [None, Some(2), Some(3)] {
+                let found = store.get(ns, b"k", at, ReadTier::Any).expect("get");
+                assert_eq!(found, None, "record {record}, at {at:?}");
             }
         }
-        let fresh = Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default());
-        assert!(fresh.expect("open").single_version());
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let store = Store::open(engine.clone(), StoreOptions::default()).expect("open");
+        apply(&store, vec![put("k", "a"), put("k", "b")]);
+        drop(store);
+        let store = Store::open(engine, StoreOptions::default()).expect("reopen");
+        assert!(store.single_version(), "a store that never kept history");
     }
 
     /// A command that writes a key twice (a one-shot transaction with two operations on it)
