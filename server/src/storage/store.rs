@@ -1061,22 +1061,6 @@ impl Group<'_> {
                 )
             })
         };
-        if self.store.single_version() {
-            // No history was ever kept: the key's newest stored version is its only one, and
-            // the versions collected before it are deletion markers not to walk into.
-            let mut only = None;
-            engine.scan(
-                Cf::Data,
-                &keys::data_key(ns, key, horizon),
-                Some(&end),
-                ReadTier::Any,
-                &mut |k, v| {
-                    only = Some(decode(k, v));
-                    false
-                },
-            )?;
-            return only.transpose().map(|v| v.into_iter().collect());
-        }
         let mut newest = None;
         engine.scan(
             Cf::Data,
@@ -1091,6 +1075,11 @@ impl Group<'_> {
         let Some(newest) = newest.transpose()? else {
             return Ok(Vec::new());
         };
+        if self.store.single_version() {
+            // No history was ever kept: the newest stored version is the key's only one, and
+            // the versions collected before it are deletion markers not to walk into.
+            return Ok(vec![newest]);
+        }
         // Without history retained, a store that ever kept some (or a snapshot from a replica
         // that did) may hold older versions besides the newest, and a delete that left one
         // would bring it back: every version is read.
