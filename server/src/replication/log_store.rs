@@ -402,6 +402,11 @@ mod tests {
         Purge { keep: u64 },
         /// Truncates the last `back` entries.
         Truncate { back: u64 },
+        /// Appends `n` entries `ahead` indexes past the last one, leaving a gap (as after a
+        /// snapshot whose purge has not happened yet).
+        Skip { ahead: u64, n: u64 },
+        /// Purges everything up to `ahead` indexes past the last entry (as a snapshot does).
+        PurgePast { ahead: u64 },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -409,6 +414,8 @@ mod tests {
             4 => (0u64..3, 1u64..6, any::<bool>()).prop_map(|(back, n, truncate)| Op::Append { back, n, truncate }),
             1 => (0u64..8).prop_map(|keep| Op::Purge { keep }),
             1 => (0u64..3).prop_map(|back| Op::Truncate { back }),
+            1 => (1u64..3, 1u64..4).prop_map(|(ahead, n)| Op::Skip { ahead, n }),
+            1 => (0u64..3).prop_map(|ahead| Op::PurgePast { ahead }),
         ]
     }
 
@@ -431,7 +438,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(32))]
 
         /// Reads served from the in-memory tail equal reads of the engine and of a model log,
-        /// whatever appends, conflicting rewrites, truncations and purges came before, with a
+        /// whatever appends, conflicting rewrites, gaps, truncations and purges came before, with a
         /// tail small enough to drop entries.
         #[test]
         fn reads_from_the_tail_match_the_log(ops in proptest::collection::vec(op(), 1..40)) {
@@ -457,6 +464,22 @@ mod tests {
                                 model.insert(e.log_id.index, e.clone());
                             }
                             store.append_entries(entries).await.expect("append");
+                        }
+                        Op::Skip { ahead, n } => {
+                            let first = next + ahead;
+                            let entries: Vec<_> = (first..first + n).map(|i| entry(i, generation)).collect();
+                            for e in &entries {
+                                model.insert(e.log_id.index, e.clone());
+                            }
+                            store.append_entries(entries).await.expect("append");
+                        }
+                        Op::PurgePast { ahead } => {
+                            let upto = next - 1 + ahead;
+                            if upto > purged {
+                                store.purge(LogId::new(CommittedLeaderId::new(0, 0), upto)).await.expect("purge");
+                                model.clear();
+                                purged = upto;
+                            }
                         }
                         Op::Purge { keep } => {
                             let upto = next.saturating_sub(keep + 1);
