@@ -301,7 +301,18 @@ pub struct Store {
     /// The widest history under which any stored version may have been written (see
     /// [`keys::WIDEST_RETAIN`]); 0 means every key holds at most one version.
     widest_retain: std::sync::atomic::AtomicU64,
+    /// The newest stored version (revision, is tombstone) of recently written keys, `None`
+    /// for a key known to hold none: what a write reads first to find the versions it
+    /// collects, answered without a seek for a key written before. Groups update it once
+    /// their batch is written; at most [`NEWEST_KEYS`] keys, then it starts again empty.
+    newest: std::sync::Mutex<NewestVersions>,
 }
+
+/// See [`Store`]'s `newest`.
+type NewestVersions = HashMap<(NamespaceId, Bytes), Option<(Revision, bool)>>;
+
+/// The most keys whose newest version the store remembers.
+const NEWEST_KEYS: usize = 1 << 16;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -316,6 +327,8 @@ impl std::fmt::Debug for Store {
 pub struct CatalogDelta {
     catalog: Option<Catalog>,
     next_ns_id: Option<NamespaceId>,
+    /// The newest stored version of each key the group wrote.
+    newest: NewestVersions,
 }
 
 /// A group of commands turned into one batch, with each command's result.
@@ -372,6 +385,7 @@ impl Store {
             applied: tokio::sync::watch::Sender::new(0),
             applied_index: std::sync::atomic::AtomicU64::new(0),
             widest_retain: std::sync::atomic::AtomicU64::new(u64::MAX),
+            newest: std::sync::Mutex::new(HashMap::new()),
         };
         store.load_widest_retain()?;
         if store.namespace(DEFAULT_NAMESPACE).is_none() {
@@ -525,6 +539,7 @@ impl Store {
             now_ms: 0,
             revision: 0,
             revisions: BTreeMap::new(),
+            newest: HashMap::new(),
         };
         let results = commands
             .into_iter()
@@ -559,6 +574,7 @@ impl Store {
             delta: CatalogDelta {
                 catalog: g.catalog,
                 next_ns_id: g.next_ns_id,
+                newest: g.newest,
             },
         }
     }
@@ -571,6 +587,23 @@ impl Store {
         if let Some(id) = delta.next_ns_id {
             *self.next_ns_id.write().expect("next id lock poisoned") = id;
         }
+        if !delta.newest.is_empty() {
+            let mut newest = self.newest.lock().expect("newest versions lock poisoned");
+            if newest.len() + delta.newest.len() > NEWEST_KEYS {
+                newest.clear();
+            }
+            newest.extend(delta.newest);
+        }
+    }
+
+    /// The newest stored version of `key`, if the store remembers it: `Some(None)` for a key
+    /// known to hold none.
+    fn cached_newest(&self, ns: NamespaceId, key: &[u8]) -> Option<Option<(Revision, bool)>> {
+        self.newest
+            .lock()
+            .expect("newest versions lock poisoned")
+            .get(&(ns, Bytes::copy_from_slice(key)))
+            .copied()
     }
 
     /// Records that every revision up to `revision` is applied and visible.
@@ -610,6 +643,10 @@ impl Store {
         let (catalog, next) = load_catalog(&*self.engine)?;
         *self.catalog.write().expect("catalog lock poisoned") = catalog;
         *self.next_ns_id.write().expect("next id lock poisoned") = next;
+        self.newest
+            .lock()
+            .expect("newest versions lock poisoned")
+            .clear();
         self.load_widest_retain()
     }
 
@@ -793,6 +830,8 @@ struct Group<'a> {
     /// The newest revision each namespace took in this group, stored once at its end rather
     /// than at every write.
     revisions: BTreeMap<NamespaceId, Revision>,
+    /// The newest stored version of each key written in this group, once it is written.
+    newest: NewestVersions,
 }
 
 const KIND_PUT: u32 = 1;
@@ -1027,6 +1066,8 @@ impl Group<'_> {
         if let Some(is_tombstone) = stored {
             pending.push((revision, is_tombstone));
         }
+        self.newest
+            .insert((ns, key.clone()), stored.map(|t| (revision, t)));
         self.overlay.insert((ns, key), state);
         Ok(revision)
     }
@@ -1061,18 +1102,24 @@ impl Group<'_> {
                 )
             })
         };
-        let mut newest = None;
-        engine.scan(
-            Cf::Data,
-            &keys::key_prefix(ns, key),
-            Some(&end),
-            ReadTier::Any,
-            &mut |k, v| {
-                newest = Some(decode(k, v));
-                false
-            },
-        )?;
-        let Some(newest) = newest.transpose()? else {
+        let newest = match self.store.cached_newest(ns, key) {
+            Some(known) => known,
+            None => {
+                let mut newest = None;
+                engine.scan(
+                    Cf::Data,
+                    &keys::key_prefix(ns, key),
+                    Some(&end),
+                    ReadTier::Any,
+                    &mut |k, v| {
+                        newest = Some(decode(k, v));
+                        false
+                    },
+                )?;
+                newest.transpose()?
+            }
+        };
+        let Some(newest) = newest else {
             return Ok(Vec::new());
         };
         if self.store.single_version() {
@@ -1161,6 +1208,7 @@ impl Group<'_> {
         self.revisions.remove(&meta.id);
         self.overlay.retain(|(ns, _), _| *ns != meta.id);
         self.pending.retain(|(ns, _), _| *ns != meta.id);
+        self.newest.retain(|(ns, _), _| *ns != meta.id);
         self.catalog().remove(&name);
         Ok(Outcome::Dropped)
     }
@@ -1471,6 +1519,46 @@ mod tests {
         assert!(store.single_version(), "a store that never kept history");
     }
 
+    /// A store whose state is replaced wholesale (a snapshot installed) forgets the newest
+    /// versions it remembered: a write then reads the key's versions from the new state, and a
+    /// delete without history leaves none of them behind.
+    #[test]
+    fn replaced_state_forgets_the_newest_versions_it_remembered() {
+        let other =
+            Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default()).expect("open");
+        for v in ["x", "y", "z"] {
+            apply(&other, vec![put("k", v)]);
+        }
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let store = Store::open(engine.clone(), StoreOptions::default()).expect("open");
+        apply(&store, vec![put("k", "a")]);
+        // Installed as the state machine installs a snapshot.
+        let mut b = WriteBatch::new();
+        for cf in Cf::STATE_MACHINE {
+            b.delete_range(cf, Vec::new(), vec![0xFF; 64]);
+        }
+        for (cf, k, v) in other.engine().dump(&Cf::STATE_MACHINE).expect("dump") {
+            b.put(cf, k, v);
+        }
+        engine.write(b, true).expect("install");
+        store.reload().expect("reload");
+        let ns = ns_id(&store);
+        assert_eq!(
+            store
+                .get(ns, b"k", None, ReadTier::Any)
+                .expect("get")
+                .map(|i| i.value),
+            Some(Bytes::from_static(b"z"))
+        );
+        let delete = Command::Delete {
+            ns: DEFAULT_NAMESPACE.into(),
+            key: Bytes::from_static(b"k"),
+            request: None,
+        };
+        apply(&store, vec![delete]);
+        assert_eq!(store.get(ns, b"k", None, ReadTier::Any).expect("get"), None);
+    }
+
     /// A command that writes a key twice (a one-shot transaction with two operations on it)
     /// writes one version: the second replaces the first, with or without history.
     #[test]
@@ -1569,6 +1657,8 @@ mod tests {
         Delete(u8),
         Scan(u8, u8, usize),
         Reopen,
+        /// Puts (`Some`) and deletes (`None`) applied as one group.
+        Group(Vec<(u8, Option<Vec<u8>>)>),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -1577,6 +1667,7 @@ mod tests {
             2 => (0u8..16).prop_map(Step::Delete),
             2 => (0u8..16, 0u8..17, 1usize..6).prop_map(|(a, b, l)| Step::Scan(a, b, l)),
             1 => Just(Step::Reopen),
+            2 => proptest::collection::vec((0u8..16, proptest::option::of(proptest::collection::vec(any::<u8>(), 0..4))), 1..6).prop_map(Step::Group),
         ]
     }
 
@@ -1640,6 +1731,25 @@ mod tests {
                     Step::Reopen => {
                         drop(store);
                         store = open();
+                    }
+                    Step::Group(writes) => {
+                        let commands = writes.iter().map(|(k, v)| match v {
+                            Some(v) => Command::Put { ns: DEFAULT_NAMESPACE.into(), key: key_of(*k).into(), value: v.clone().into(), request: None },
+                            None => Command::Delete { ns: DEFAULT_NAMESPACE.into(), key: key_of(*k).into(), request: None },
+                        }).collect();
+                        let results = apply(&store, commands);
+                        for ((k, v), r) in writes.into_iter().zip(results) {
+                            let key = key_of(k);
+                            match v {
+                                Some(v) => { model.insert(key, v); }
+                                None => {
+                                    let existed = model.remove(&key).is_some();
+                                    let got = matches!(r, Ok(Outcome::Delete { existed: e, .. }) if e == existed);
+                                    prop_assert!(got, "delete in a group reported the wrong existence: {:?}", r);
+                                }
+                            }
+                            history.push(model.clone());
+                        }
                     }
                 }
                 for (k, v) in &model {
