@@ -272,6 +272,20 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
         batched.concurrency = Some(30);
         batched.rate = 0;
         cases.push(batched);
+        // Without history a write collects the key's one older version from what the store
+        // remembers, with no read: a wrong memory would leave a stale version readable.
+        let mut no_history = case(
+            "register-linearizable-no-history-kill-pause-partition",
+            Register,
+            Linearizable,
+            &[Kill, Pause, Partition],
+            nodes,
+            15,
+        );
+        no_history.server_args = vec!["--retain-revisions".into(), "0".into()];
+        no_history.concurrency = Some(20);
+        no_history.rate = 0;
+        cases.push(no_history);
         // A failover takes about 3 s (an election timeout of 1-2 s after the leader lease):
         // longer faults make transactions span primary changes (begun at one primary,
         // committed at the next, or cut off mid-commit).
