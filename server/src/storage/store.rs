@@ -640,13 +640,15 @@ impl Store {
     /// Reloads the catalog from the engine, after the state machine was replaced wholesale
     /// (a snapshot was installed).
     pub fn reload(&self) -> Result<(), StorageError> {
-        let (catalog, next) = load_catalog(&*self.engine)?;
-        *self.catalog.write().expect("catalog lock poisoned") = catalog;
-        *self.next_ns_id.write().expect("next id lock poisoned") = next;
+        // Forgotten first, so that nothing remembered of the replaced state outlives a reload
+        // that fails part way.
         self.newest
             .lock()
             .expect("newest versions lock poisoned")
             .clear();
+        let (catalog, next) = load_catalog(&*self.engine)?;
+        *self.catalog.write().expect("catalog lock poisoned") = catalog;
+        *self.next_ns_id.write().expect("next id lock poisoned") = next;
         self.load_widest_retain()
     }
 
