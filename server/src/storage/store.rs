@@ -598,11 +598,11 @@ impl Store {
 
     /// The newest stored version of `key`, if the store remembers it: `Some(None)` for a key
     /// known to hold none.
-    fn cached_newest(&self, ns: NamespaceId, key: &[u8]) -> Option<Option<(Revision, bool)>> {
+    fn cached_newest(&self, ns: NamespaceId, key: &Bytes) -> Option<Option<(Revision, bool)>> {
         self.newest
             .lock()
             .expect("newest versions lock poisoned")
-            .get(&(ns, Bytes::copy_from_slice(key)))
+            .get(&(ns, key.clone()))
             .copied()
     }
 
@@ -1090,7 +1090,7 @@ impl Group<'_> {
     fn stored_versions_to_collect(
         &self,
         ns: NamespaceId,
-        key: &[u8],
+        key: &Bytes,
         horizon: Revision,
     ) -> Result<Vec<(Revision, bool)>, StorageError> {
         let retain = self.store.options.retain_revisions;
@@ -1305,12 +1305,7 @@ mod tests {
 
     /// Applies `commands` at the revisions after the newest one, at time 1000 ms.
     fn apply(store: &Store, commands: Vec<Command>) -> Vec<Result<Outcome, ApplyError>> {
-        let base = store
-            .namespaces()
-            .iter()
-            .map(|m| m.revision)
-            .max()
-            .unwrap_or(0);
+        let base = store.newest_revision();
         apply_at(store, (base + 1..).zip(commands).collect())
     }
 
