@@ -6,12 +6,11 @@
 //! panic (unwinding drops it). Every live child is also listed in a process-wide registry that
 //! [`install_panic_hook`] kills, for panics that do not unwind through the owner.
 //!
-//! Also here: [`free_port`] for loopback ports, [`peak_rss_kib`] (VmHWM from
-//! `/proc/PID/status`), and [`wait_for_log`] for servers that announce readiness in their log.
+//! Also here: [`peak_rss_kib`] (VmHWM from `/proc/PID/status`), and [`wait_for_log`] for
+//! servers that announce readiness in their log.
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -192,24 +191,6 @@ pub async fn wait_for_log(
     }
 }
 
-/// A loopback port that was free a moment ago (bound to port 0 and released).
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// `n` distinct free loopback ports.
-pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    // Hold every listener until all are chosen so no port is handed out twice.
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free loopback port"))
-        .collect::<Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
 /// The peak resident set size of `pid` in KiB (`VmHWM` in `/proc/PID/status`).
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -253,13 +234,5 @@ mod tests {
         drop(process);
         assert!(!live().contains(&pid));
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
-    }
-
-    #[test]
-    fn free_ports_are_distinct() {
-        let mut ports = free_ports(5).expect("ports");
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), 5);
     }
 }

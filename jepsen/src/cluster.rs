@@ -22,7 +22,7 @@
 //! real skewed wall clock (NTP step, bad RTC) would: only `CLOCK_REALTIME` moves.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -141,20 +141,6 @@ pub struct Cluster {
     network: Option<Network>,
 }
 
-/// Reserves `n` distinct free loopback ports: all stay bound (so neither the OS nor the link
-/// proxies can take one) until the returned listeners are dropped, just before the nodes
-/// start and bind them.
-fn reserve_ports(n: usize) -> anyhow::Result<(Vec<SocketAddr>, Vec<TcpListener>)> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding a free loopback port"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let addrs = listeners
-        .iter()
-        .map(|l| l.local_addr().context("reading a bound port"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((addrs, listeners))
-}
-
 impl Cluster {
     /// Creates the directories, the link proxies and the nodes, starts every node and waits
     /// until each one says it serves.
@@ -179,8 +165,10 @@ impl Cluster {
         }
         let ids: Vec<NodeId> = (1..=config.nodes as NodeId).collect();
         // Each node's gRPC port, then its admin port.
-        let (ports, reserved) = reserve_ports(2 * ids.len())?;
-        let mut ports = ports.into_iter();
+        let ports = crate::ports::listen_ports(2 * ids.len())?;
+        let mut ports = ports
+            .into_iter()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         let mut listen = BTreeMap::new();
         for &id in &ids {
             listen.insert(id, ports.next().context("a port per node")?);
@@ -233,7 +221,6 @@ impl Cluster {
             nodes,
             network,
         };
-        drop(reserved);
         let all = cluster.ids();
         cluster.start_nodes(&all).await?;
         Ok(cluster)

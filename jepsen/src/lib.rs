@@ -8,6 +8,9 @@
 //! - [`cluster`]: process control of the nodes (start, SIGKILL and restart, SIGSTOP and
 //!   SIGCONT, clock offsets through libfaketime), every process killed on drop, on a signal
 //!   or on a panic;
+//! - [`ports`]: the nodes' listening ports, chosen outside the kernel's ephemeral range so no
+//!   outgoing connection takes one while its node is down (also used by the integration tests
+//!   and the benchmarks);
 //! - [`proxy`]: a TCP proxy on every node-to-node link, which can pass, drop or blackhole the
 //!   link: the network partitions are made here, not through a flag in the server;
 //! - [`leader`]: who leads, by asking every live node `Cluster/GetNodeStatus`;
@@ -26,6 +29,7 @@
 pub mod cluster;
 pub mod leader;
 pub mod nemesis;
+pub mod ports;
 pub mod proxy;
 pub mod recorder;
 pub mod report;

@@ -196,7 +196,15 @@ fn spawn(
 ) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
     let (listen, admin) = match ports {
         Some((a, b)) => (a.to_string(), b.to_string()),
-        None => ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string()),
+        // Not port 0: a restart binds the same ports again, and while the server is down a
+        // port from the ephemeral range may be taken by any outgoing connection.
+        None => {
+            let ports = dialkv_jepsen::ports::listen_ports(2)?;
+            (
+                format!("127.0.0.1:{}", ports[0]),
+                format!("127.0.0.1:{}", ports[1]),
+            )
+        }
     };
     let stderr = std::fs::OpenOptions::new()
         .create(true)
@@ -258,22 +266,10 @@ pub struct TestCluster {
     pub peers: String,
 }
 
-/// Free loopback ports: bound and released at once (the OS does not hand them out again
-/// right away).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("bound").port())
-        .collect()
-}
-
 impl TestCluster {
     /// Starts `n` replicas under `dir`, each with `extra` flags, and waits for a primary.
     pub async fn start(dir: &Path, n: usize, extra: &[&str]) -> anyhow::Result<TestCluster> {
-        let ports = free_ports(2 * n);
+        let ports = dialkv_jepsen::ports::listen_ports(2 * n)?;
         let peers: Vec<String> = (0..n)
             .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[i]))
             .collect();

@@ -17,7 +17,7 @@ use dialkv_client::{CallOptions, Client, Consistency, Level, NamespaceSpec, TxnO
 use futures::future::BoxFuture;
 
 use super::{retry_until, Readiness, Settings, Store, Target};
-use crate::process::{free_ports, wait_for_log, ServerProcess};
+use crate::process::{wait_for_log, ServerProcess};
 use crate::workload::Workload;
 
 /// How long a replica may take to start serving, and a cluster to accept a first write.
@@ -96,7 +96,7 @@ impl Dialkv {
             )));
         }
         self.nodes = Some(nodes);
-        let ports = free_ports(2 * nodes)?;
+        let ports = dialkv_jepsen::ports::listen_ports(2 * nodes)?;
         let listen: Vec<String> = ports[..nodes]
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))

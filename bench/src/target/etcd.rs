@@ -17,7 +17,7 @@ use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 use futures::future::BoxFuture;
 
 use super::{Readiness, Settings, Store, Target};
-use crate::process::{free_ports, ServerProcess};
+use crate::process::ServerProcess;
 use crate::workload::Workload;
 
 /// How long members may take to elect a leader and accept a first write.
@@ -60,7 +60,7 @@ impl Etcd {
 
     async fn start_cluster(&mut self, dir: &Path) -> Result<Readiness> {
         let n = self.settings.etcd_members.max(1);
-        let ports = free_ports(2 * n)?;
+        let ports = dialkv_jepsen::ports::listen_ports(2 * n)?;
         let client_urls: Vec<String> = ports[..n]
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))

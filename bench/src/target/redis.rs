@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 
 use super::{retry_until, Readiness, Settings, Store, Target};
-use crate::process::{free_ports, ServerProcess};
+use crate::process::ServerProcess;
 use crate::workload::Workload;
 
 /// How long the servers may take to start and the replicas to catch up.
@@ -67,7 +67,7 @@ impl Redis {
 
     async fn start_cluster(&mut self, dir: &Path) -> Result<Readiness> {
         let replicas = self.settings.redis_replicas;
-        let ports = free_ports(1 + replicas)?;
+        let ports = dialkv_jepsen::ports::listen_ports(1 + replicas)?;
         for (i, port) in ports.iter().enumerate() {
             let name = if i == 0 {
                 "primary".to_string()
