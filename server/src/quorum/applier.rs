@@ -263,6 +263,55 @@ struct Slot {
     /// The current state: `None` when absent (or collected).
     object: Option<Object>,
     dirty: bool,
+    /// The length of the stored bytes (before this group).
+    size: usize,
+}
+
+/// What the applier wrote last for recently written keys: the item digest and the decoded
+/// versions, exactly as stored. The applier is the only writer of quorum data, so what it
+/// wrote is what a read of the engine would return, and a key written again (a hot key at
+/// its coordinator, every update of it pushed to the others) is loaded without a memtable
+/// lookup, a decode and a digest of the stored bytes. An entry is taken out when its key is
+/// loaded and put back only once its group is written: a group that fails leaves nothing
+/// behind. Bounded by entries and bytes; past either bound it is emptied and fills again.
+#[derive(Default)]
+struct Recent {
+    map: HashMap<Key, (Option<u64>, Option<Object>, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    /// The most keys remembered.
+    const MAX_KEYS: usize = 65_536;
+    /// The most bytes (keys and encoded versions) remembered.
+    const MAX_BYTES: usize = 64 << 20;
+
+    fn take(&mut self, key: &Key) -> Option<(Option<u64>, Option<Object>, usize)> {
+        let (stored, object, size) = self.map.remove(key)?;
+        self.bytes -= size;
+        Some((stored, object, size - key.1.len()))
+    }
+
+    /// Remembers what was just written for `key`; `encoded` is the stored bytes' length.
+    fn put(&mut self, key: Key, stored: Option<u64>, object: Option<Object>, encoded: usize) {
+        let size = key.1.len() + encoded;
+        if self.map.len() >= Self::MAX_KEYS || self.bytes + size > Self::MAX_BYTES {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        if size > Self::MAX_BYTES {
+            return;
+        }
+        if let Some((_, _, old)) = self.map.insert(key, (stored, object, size)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+    }
+
+    fn forget(&mut self, ns: NamespaceId) {
+        self.map.retain(|(n, _), _| *n != ns);
+        self.bytes = self.map.values().map(|(_, _, size)| size).sum();
+    }
 }
 
 /// The applier thread's state.
@@ -278,6 +327,8 @@ pub struct Applier {
     dropped: std::collections::BTreeSet<NamespaceId>,
     /// Where the next collection pass starts.
     collect_from: Option<(NamespaceId, Vec<u8>)>,
+    /// What was written last for recently written keys.
+    recent: Recent,
     published: Arc<Mutex<Published>>,
     applied: watch::Sender<VectorClock>,
 }
@@ -361,6 +412,7 @@ impl Applier {
             tombstones,
             dropped: Default::default(),
             collect_from: None,
+            recent: Recent::default(),
             published,
             applied,
         };
@@ -401,13 +453,22 @@ impl Applier {
     }
 
     fn load<'a>(
-        &self,
+        &mut self,
         overlay: &'a mut HashMap<(NamespaceId, Vec<u8>), Slot>,
         ns: NamespaceId,
         key: &[u8],
     ) -> Result<&'a mut Slot, StorageError> {
         let k = (ns, key.to_vec());
         if !overlay.contains_key(&k) {
+            if let Some((stored, object, size)) = self.recent.take(&k) {
+                let slot = Slot {
+                    stored,
+                    object,
+                    dirty: false,
+                    size,
+                };
+                return Ok(overlay.entry(k).or_insert(slot));
+            }
             let stored = self.engine.get(Cf::Quorum, &data_key(ns, key))?;
             let object = match &stored {
                 Some(b) => Some(object::decode(b).ok_or_else(|| StorageError::Corrupt {
@@ -419,6 +480,7 @@ impl Applier {
             overlay.insert(
                 k.clone(),
                 Slot {
+                    size: stored.as_ref().map_or(0, Vec::len),
                     stored: stored.map(|b| digest::item(key, &b)),
                     object,
                     dirty: false,
@@ -667,6 +729,7 @@ impl Applier {
                         .remove(ns);
                     self.tombstones.retain(|(n, _), _| *n != ns);
                     overlay.retain(|(n, _), _| *n != ns);
+                    self.recent.forget(ns);
                     let (lo, hi) = (
                         ns.to_be_bytes().to_vec(),
                         ns.saturating_add(1).to_be_bytes().to_vec(),
@@ -695,14 +758,18 @@ impl Applier {
         }
         // Dirty keys: data and digest changes.
         let mut changes = Vec::new();
+        let mut unchanged_keys = Vec::new();
         for ((ns, key), slot) in overlay {
             if !slot.dirty {
+                unchanged_keys.push(((ns, key), slot));
                 continue;
             }
             let k = data_key(ns, &key);
+            let mut encoded = 0;
             let new = match &slot.object {
                 Some(o) => {
                     let bytes = object::encode(o);
+                    encoded = bytes.len();
                     let item = digest::item(&key, &bytes);
                     batch.put(Cf::Quorum, k, bytes);
                     let tombstone =
@@ -714,7 +781,7 @@ impl Applier {
                     None
                 }
             };
-            changes.push((ns, key, slot.stored, new));
+            changes.push((ns, key, slot.stored, new, slot.object, encoded));
         }
         // A group that changed nothing (peers' heartbeats announcing what this replica has
         // already applied, every 100 ms from each) is not written: an fsync for nothing would
@@ -735,16 +802,21 @@ impl Applier {
         match &outcome {
             Ok(()) => {
                 let mut published = self.published.lock().expect("published lock poisoned");
-                for (ns, key, old, new) in changes {
+                for (ns, key, old, new, object, encoded) in changes {
                     published.digests.change(ns, &key, old, new.map(|(i, _)| i));
                     match new {
                         Some((_, Some(wall))) => {
-                            self.tombstones.insert((ns, key), wall);
+                            self.tombstones.insert((ns, key.clone()), wall);
                         }
                         _ => {
-                            self.tombstones.remove(&(ns, key));
+                            self.tombstones.remove(&(ns, key.clone()));
                         }
                     }
+                    self.recent
+                        .put((ns, key), new.map(|(i, _)| i), object, encoded);
+                }
+                for (key, slot) in unchanged_keys {
+                    self.recent.put(key, slot.stored, slot.object, slot.size);
                 }
             }
             Err(e) => {
@@ -927,5 +999,133 @@ mod tests {
         drop((jobs, jobs_two));
         thread.join().expect("applier");
         thread_two.join().expect("applier");
+    }
+
+    /// One step of [`the_recent_writes_always_match_the_engine`].
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A write (or delete) coordinated at replica 1 or 2.
+        Write {
+            at_two: bool,
+            ns: NamespaceId,
+            key: u8,
+            delete: bool,
+        },
+        /// Replica 1 applies what replica 2 coordinated since it last did.
+        Pull,
+        /// Replica 1 collects tombstones both replicas have applied.
+        Collect,
+        /// Replica 1 forgets a dropped namespace.
+        Forget(NamespaceId),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (any::<bool>(), 1u32..3, 0u8..6, proptest::bool::weighted(0.3)).prop_map(
+                |(at_two, ns, key, delete)| Step::Write { at_two, ns, key, delete }
+            ),
+            3 => Just(Step::Pull),
+            1 => Just(Step::Collect),
+            1 => (1u32..3).prop_map(Step::Forget),
+        ]
+    }
+
+    /// Builds one step's job for replica 1 (`None`: the step ran at replica 2).
+    fn job_of(
+        step: &Step,
+        one: &Applier,
+        two: &mut Applier,
+        two_engine: &dyn Engine,
+    ) -> Option<Job> {
+        let write = |ns: NamespaceId, key: u8, delete: bool| LocalWrite {
+            ns,
+            key: vec![key],
+            value: (!delete).then(|| vec![key; 3]),
+            context: None,
+            base: None,
+            policy: Policy::LastWriterWins,
+            causal: false,
+        };
+        match *step {
+            Step::Write {
+                at_two: true,
+                ns,
+                key,
+                delete,
+            } => {
+                let (reply, _) = oneshot::channel();
+                two.apply(vec![Job::Write(write(ns, key, delete), reply)]);
+                None
+            }
+            Step::Write {
+                ns, key, delete, ..
+            } => {
+                let (reply, _) = oneshot::channel();
+                Some(Job::Write(write(ns, key, delete), reply))
+            }
+            Step::Pull => {
+                let from = one.state.vv.get(2) + 1;
+                let updates = read_log(two_engine, from, 512, 1 << 20).expect("log");
+                let (reply, _) = oneshot::channel();
+                Some(Job::Push {
+                    origin: 2,
+                    updates,
+                    reply,
+                })
+            }
+            Step::Collect => Some(Job::Collect {
+                replicas: vec![two.state.vv.clone()],
+                before_ns: u64::MAX,
+            }),
+            Step::Forget(ns) => Some(Job::Forget { ns }),
+        }
+    }
+
+    proptest::proptest! {
+        /// What the applier remembers of recently written keys is what the engine holds, byte
+        /// for byte, after every group: groups of writes, deletes, pushed updates, tombstone
+        /// collection and dropped namespaces, some of whose writes fail.
+        #[test]
+        fn the_recent_writes_always_match_the_engine(
+            groups in proptest::collection::vec(
+                (proptest::collection::vec(step(), 1..6), proptest::bool::weighted(0.15)),
+                1..30,
+            ),
+        ) {
+            let engine = Arc::new(Instrumented::default());
+            let two_engine = Arc::new(Instrumented::default());
+            let mut one = Applier::recover(1, engine.clone(), Arc::default(), watch::channel(VectorClock::new()).0)
+                .expect("recover");
+            let mut two = Applier::recover(2, two_engine.clone(), Arc::default(), watch::channel(VectorClock::new()).0)
+                .expect("recover");
+            for (steps, fail) in groups {
+                let jobs: Vec<Job> = steps
+                    .iter()
+                    .filter_map(|s| job_of(s, &one, &mut two, &*two_engine))
+                    .collect();
+                if jobs.is_empty() {
+                    continue;
+                }
+                engine.fail_writes.store(fail, Ordering::SeqCst);
+                one.apply(jobs);
+                engine.fail_writes.store(false, Ordering::SeqCst);
+                let mut bytes = 0;
+                for ((ns, key), (stored, object, size)) in &one.recent.map {
+                    bytes += size;
+                    let held = engine.get(Cf::Quorum, &data_key(*ns, key)).expect("read");
+                    match (&held, object) {
+                        (Some(b), Some(o)) => {
+                            proptest::prop_assert_eq!(object::decode(b), Some(o.clone()));
+                            proptest::prop_assert_eq!(*stored, Some(digest::item(key, b)));
+                            proptest::prop_assert_eq!(*size, key.len() + b.len());
+                        }
+                        (None, None) => proptest::prop_assert_eq!(*stored, None),
+                        _ => proptest::prop_assert!(false, "{ns}/{key:?}: remembered {object:?}, stored {held:?}"),
+                    }
+                }
+                proptest::prop_assert_eq!(bytes, one.recent.bytes);
+            }
+        }
     }
 }

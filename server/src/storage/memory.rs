@@ -100,6 +100,8 @@ pub(crate) struct Instrumented {
     pub writes: std::sync::atomic::AtomicUsize,
     /// While set, every `get` and `scan` of [`Cf::Data`] fails.
     pub fail_data_reads: std::sync::atomic::AtomicBool,
+    /// While set, every write fails (and changes nothing).
+    pub fail_writes: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -137,6 +139,9 @@ impl Engine for Instrumented {
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(super::StorageError::Engine("a write failed".into()));
+        }
         self.inner.write(batch, sync)
     }
 
