@@ -268,12 +268,16 @@ struct Slot {
 }
 
 /// What the applier wrote last for recently written keys: the item digest and the decoded
-/// versions, exactly as stored. The applier is the only writer of quorum data, so what it
-/// wrote is what a read of the engine would return, and a key written again (a hot key at
-/// its coordinator, every update of it pushed to the others) is loaded without a memtable
-/// lookup, a decode and a digest of the stored bytes. An entry is taken out when its key is
-/// loaded and put back only once its group is written: a group that fails leaves nothing
-/// behind. Bounded by entries and bytes; past either bound it is emptied and fills again.
+/// versions, exactly as stored. The applier writes all quorum data but one change — a
+/// namespace drop applied through Raft deletes the namespace's range — so while a key's
+/// namespace exists, what the applier wrote is what a read of the engine would return, and
+/// a key written again (a hot key at its coordinator, every update of it pushed to the
+/// others) is loaded without a memtable lookup, a decode and a digest of the stored bytes.
+/// An entry is used only while the catalog still holds its namespace (asked once per
+/// namespace per group); a dropped namespace's entries are forgotten. An entry is taken out
+/// when its key is loaded and put back only once its group is written: a group that fails
+/// leaves nothing behind. Bounded by entries and bytes; past either bound it is emptied and
+/// fills again.
 #[derive(Default)]
 struct Recent {
     map: HashMap<Key, (Option<u64>, Option<Object>, usize)>,
@@ -329,6 +333,10 @@ pub struct Applier {
     collect_from: Option<(NamespaceId, Vec<u8>)>,
     /// What was written last for recently written keys.
     recent: Recent,
+    /// Whether a namespace was dropped (through Raft, outside the applier).
+    dropped_elsewhere: Box<dyn Fn(NamespaceId) -> bool + Send>,
+    /// The answers of `dropped_elsewhere` in the current group.
+    checked: HashMap<NamespaceId, bool>,
     published: Arc<Mutex<Published>>,
     applied: watch::Sender<VectorClock>,
 }
@@ -413,11 +421,24 @@ impl Applier {
             dropped: Default::default(),
             collect_from: None,
             recent: Recent::default(),
+            dropped_elsewhere: Box::new(|_| false),
+            checked: HashMap::new(),
             published,
             applied,
         };
         applier.publish();
         Ok(applier)
+    }
+
+    /// Tells the applier how to learn that a namespace was dropped through Raft, which
+    /// deletes its data outside the applier: what it remembers of such a namespace is not
+    /// used again.
+    pub fn with_drop_check(
+        mut self,
+        dropped: impl Fn(NamespaceId) -> bool + Send + 'static,
+    ) -> Self {
+        self.dropped_elsewhere = Box::new(dropped);
+        self
     }
 
     /// Runs until every sender of `jobs` is gone.
@@ -461,13 +482,21 @@ impl Applier {
         let k = (ns, key.to_vec());
         if !overlay.contains_key(&k) {
             if let Some((stored, object, size)) = self.recent.take(&k) {
-                let slot = Slot {
-                    stored,
-                    object,
-                    dirty: false,
-                    size,
-                };
-                return Ok(overlay.entry(k).or_insert(slot));
+                let dropped = *self
+                    .checked
+                    .entry(ns)
+                    .or_insert_with(|| (self.dropped_elsewhere)(ns));
+                if dropped {
+                    self.recent.forget(ns);
+                } else {
+                    let slot = Slot {
+                        stored,
+                        object,
+                        dirty: false,
+                        size,
+                    };
+                    return Ok(overlay.entry(k).or_insert(slot));
+                }
             }
             let stored = self.engine.get(Cf::Quorum, &data_key(ns, key))?;
             let object = match &stored {
@@ -616,6 +645,7 @@ impl Applier {
     }
 
     fn apply(&mut self, group: Vec<Job>) {
+        self.checked.clear();
         let saved = (self.state.clone(), self.hlc);
         let mut overlay = HashMap::new();
         let mut batch = WriteBatch::new();
@@ -1017,6 +1047,9 @@ mod tests {
         Collect,
         /// Replica 1 forgets a dropped namespace.
         Forget(NamespaceId),
+        /// A namespace drop applied through Raft at replica 1: its range is deleted outside
+        /// the applier, and the catalog no longer holds it.
+        DropThroughRaft(NamespaceId),
     }
 
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -1028,15 +1061,20 @@ mod tests {
             3 => Just(Step::Pull),
             1 => Just(Step::Collect),
             1 => (1u32..3).prop_map(Step::Forget),
+            1 => (1u32..3).prop_map(Step::DropThroughRaft),
         ]
     }
 
-    /// Builds one step's job for replica 1 (`None`: the step ran at replica 2).
+    /// Builds one step's job for replica 1 (`None`: the step ran elsewhere).
     fn job_of(
         step: &Step,
         one: &Applier,
         two: &mut Applier,
         two_engine: &dyn Engine,
+        raft: &(
+            Arc<Instrumented>,
+            Arc<Mutex<std::collections::BTreeSet<NamespaceId>>>,
+        ),
     ) -> Option<Job> {
         let write = |ns: NamespaceId, key: u8, delete: bool| LocalWrite {
             ns,
@@ -1079,6 +1117,17 @@ mod tests {
                 before_ns: u64::MAX,
             }),
             Step::Forget(ns) => Some(Job::Forget { ns }),
+            Step::DropThroughRaft(ns) => {
+                let mut batch = WriteBatch::new();
+                batch.delete_range(
+                    Cf::Quorum,
+                    ns.to_be_bytes().to_vec(),
+                    (ns + 1).to_be_bytes().to_vec(),
+                );
+                raft.0.write(batch, true).expect("drop");
+                raft.1.lock().expect("dropped").insert(ns);
+                None
+            }
         }
     }
 
@@ -1095,14 +1144,18 @@ mod tests {
         ) {
             let engine = Arc::new(Instrumented::default());
             let two_engine = Arc::new(Instrumented::default());
+            let dropped = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+            let catalog = dropped.clone();
             let mut one = Applier::recover(1, engine.clone(), Arc::default(), watch::channel(VectorClock::new()).0)
-                .expect("recover");
+                .expect("recover")
+                .with_drop_check(move |ns| catalog.lock().expect("dropped").contains(&ns));
+            let raft = (engine.clone(), dropped.clone());
             let mut two = Applier::recover(2, two_engine.clone(), Arc::default(), watch::channel(VectorClock::new()).0)
                 .expect("recover");
             for (steps, fail) in groups {
                 let jobs: Vec<Job> = steps
                     .iter()
-                    .filter_map(|s| job_of(s, &one, &mut two, &*two_engine))
+                    .filter_map(|s| job_of(s, &one, &mut two, &*two_engine, &raft))
                     .collect();
                 if jobs.is_empty() {
                     continue;
@@ -1113,6 +1166,10 @@ mod tests {
                 let mut bytes = 0;
                 for ((ns, key), (stored, object, size)) in &one.recent.map {
                     bytes += size;
+                    if dropped.lock().expect("dropped").contains(ns) {
+                        // Deleted outside the applier; never used again (see the next test).
+                        continue;
+                    }
                     let held = engine.get(Cf::Quorum, &data_key(*ns, key)).expect("read");
                     match (&held, object) {
                         (Some(b), Some(o)) => {
@@ -1127,5 +1184,61 @@ mod tests {
                 proptest::prop_assert_eq!(bytes, one.recent.bytes);
             }
         }
+    }
+
+    /// A namespace dropped through Raft loses its data outside the applier; what the applier
+    /// remembers of it is not used: a write to one of its keys (one already on its way when
+    /// the namespace was dropped) finds nothing there, as the engine says.
+    #[test]
+    fn a_namespace_dropped_through_raft_is_not_served_from_memory() {
+        let engine = Arc::new(Instrumented::default());
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = dropped.clone();
+        let mut applier = Applier::recover(
+            1,
+            engine.clone(),
+            Arc::default(),
+            watch::channel(VectorClock::new()).0,
+        )
+        .expect("recover")
+        .with_drop_check(move |ns| ns == 7 && flag.load(Ordering::SeqCst));
+        let write = |applier: &mut Applier, value: &[u8]| {
+            let (reply, mut answer) = oneshot::channel();
+            applier.apply(vec![Job::Write(
+                LocalWrite {
+                    ns: 7,
+                    key: b"k".to_vec(),
+                    value: Some(value.to_vec()),
+                    context: None,
+                    base: None,
+                    policy: Policy::Siblings,
+                    causal: false,
+                },
+                reply,
+            )]);
+            answer.try_recv().expect("answered").expect("written")
+        };
+        assert!(!write(&mut applier, b"a").existed);
+        assert!(write(&mut applier, b"b").existed, "the key is there");
+
+        let mut batch = WriteBatch::new();
+        batch.delete_range(
+            Cf::Quorum,
+            7u32.to_be_bytes().to_vec(),
+            8u32.to_be_bytes().to_vec(),
+        );
+        engine.write(batch, true).expect("drop");
+        dropped.store(true, Ordering::SeqCst);
+
+        let after = write(&mut applier, b"c");
+        assert!(
+            !after.existed,
+            "served the dropped namespace's key from memory"
+        );
+        assert_eq!(
+            after.object.versions().len(),
+            1,
+            "kept versions from before the drop"
+        );
     }
 }

@@ -223,7 +223,9 @@ impl Quorum {
     ) -> Result<(Arc<Self>, std::thread::JoinHandle<()>), StorageError> {
         let published = Arc::new(Mutex::new(Published::default()));
         let (applied_tx, applied) = watch::channel(VectorClock::new());
-        let applier = Applier::recover(me, engine.clone(), published.clone(), applied_tx)?;
+        let catalog = store.clone();
+        let applier = Applier::recover(me, engine.clone(), published.clone(), applied_tx)?
+            .with_drop_check(move |ns| catalog.namespace_dropped(ns));
         let (jobs, rx) = mpsc::channel(4096);
         let thread = std::thread::Builder::new()
             .name("quorum-applier".into())
