@@ -132,7 +132,7 @@ fn fallback_witness(ops: &[RegOp<'_>], stuck: &RegOp<'_>) -> Vec<WitnessOp> {
         .collect();
     let mut before: Vec<RegOp<'_>> = ops
         .iter()
-        .filter(|r| r.kind.written().is_some() && r.ret < stuck.call)
+        .filter(|r| r.kind.writes().is_some() && r.ret < stuck.call)
         .copied()
         .collect();
     before.sort_by_key(|r| std::cmp::Reverse(r.ret));
@@ -331,6 +331,81 @@ mod tests {
         assert!(idx.contains(&read), "{v}");
         assert!(v.witness().len() <= 3, "{v}");
         assert!(v.witness().iter().any(|w| w.role.is_some()), "{v}");
+    }
+
+    #[test]
+    fn a_delete_makes_the_register_absent_again() {
+        let h = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (1, "delete", Value::Null, 2, Some(3)),
+            (2, "read", Value::Null, 4, Some(5)),
+            (2, "cas", json!([null, 2]), 6, Some(7)),
+            (1, "read", json!(2), 8, Some(9)),
+        ]);
+        assert_eq!(check(&h), Verdict::Valid);
+    }
+
+    #[test]
+    fn a_read_of_the_value_a_completed_delete_removed_is_stale() {
+        let h = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (1, "delete", Value::Null, 2, Some(3)),
+            (2, "read", json!(1), 4, Some(5)),
+        ]);
+        let v = check(&h);
+        assert!(v.is_invalid(), "{v}");
+        assert_eq!(v.anomaly(), Some("stale-read"), "{v}");
+        let idx: Vec<u64> = v.witness().iter().map(|w| w.index).collect();
+        assert!(
+            idx.contains(&h.ops()[1].index),
+            "the delete is in the witness: {v}"
+        );
+    }
+
+    #[test]
+    fn a_null_read_needs_a_delete_after_the_write() {
+        // The delete is concurrent with the read: it may take effect first.
+        let concurrent = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (1, "delete", Value::Null, 2, Some(10)),
+            (2, "read", Value::Null, 3, Some(4)),
+        ]);
+        assert_eq!(check(&concurrent), Verdict::Valid);
+        // The delete began after the read ended: nothing explains the null.
+        let later = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (2, "read", Value::Null, 2, Some(3)),
+            (1, "delete", Value::Null, 4, Some(5)),
+        ]);
+        let v = check(&later);
+        assert!(v.is_invalid(), "{v}");
+    }
+
+    #[test]
+    fn an_indeterminate_delete_may_take_effect_or_not() {
+        // Observed: a read returns null after it.
+        let took = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (3, "delete", Value::Null, 2, None),
+            (2, "read", Value::Null, 5, Some(6)),
+            (2, "read", Value::Null, 7, Some(8)),
+        ]);
+        assert_eq!(check(&took), Verdict::Valid);
+        // Never observed: dropped, and the value stays.
+        let not = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (3, "delete", Value::Null, 2, None),
+            (2, "read", json!(1), 5, Some(6)),
+        ]);
+        assert_eq!(check(&not), Verdict::Valid);
+        // Observed, then the old value back: a delete takes effect once.
+        let back = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (3, "delete", Value::Null, 2, None),
+            (2, "read", Value::Null, 5, Some(6)),
+            (2, "read", json!(1), 7, Some(8)),
+        ]);
+        assert!(check(&back).is_invalid());
     }
 
     #[test]

@@ -3,17 +3,18 @@
 //! the sequential specification, and shrinking a violation to a minimal witness.
 //!
 //! The sequential specification of a register (Herlihy, Wing 1990, §2): the state starts as
-//! `None` (JSON `null`, never written); `write(v)` sets it to `v`; an ok `read` returning `r`
-//! is legal only when the state is `r`; an ok `cas [e, n]` is legal only when the state is
-//! `e`, and sets it to `n` (a cas whose comparison failed completes with `fail`). `final-read`
-//! counts as a read.
+//! `None` (JSON `null`, never written); `write(v)` sets it to `v`; `delete` sets it back to
+//! `None`; an ok `read` returning `r` is legal only when the state is `r`; an ok `cas [e, n]`
+//! is legal only when the state is `e`, and sets it to `n` (a cas whose comparison failed
+//! completes with `fail`). `final-read` counts as a read.
 //!
 //! Preparation of one key's operations:
 //!
 //! - `fail` operations are dropped: they certainly did not take effect.
 //! - `info` reads are dropped: they have no effect and their result is unknown.
-//! - an `info` write or cas whose new value nobody observed (no ok read returned it, no cas
-//!   expected it) is dropped. This is sound and complete: in any legal order, such a write can
+//! - an `info` write, cas or delete whose new value nobody observed (no ok read returned it,
+//!   no cas expected it; for a delete, no read returned `null` and no cas expected it) is
+//!   dropped. This is sound and complete: in any legal order, such a write can
 //!   be removed, because nothing between it and the next write depends on its value, and an
 //!   `info` operation is allowed never to take effect.
 //! - the remaining `info` writes and cas may take effect at any time after their invocation,
@@ -53,6 +54,8 @@ pub(crate) enum RegKind {
     Write(i64),
     /// A compare-and-set `[expected, new]`.
     Cas(Option<i64>, i64),
+    /// A delete: the register is `None` again.
+    Delete,
 }
 
 /// A register state: `None` until the first write.
@@ -65,15 +68,32 @@ impl RegKind {
             RegKind::Read(v) => (v == state).then_some(state),
             RegKind::Write(v) => Some(Some(v)),
             RegKind::Cas(e, n) => (e == state).then_some(Some(n)),
+            RegKind::Delete => Some(None),
         }
     }
 
-    /// Returns the value this operation writes, if it writes.
+    /// Returns the value this operation writes, if it writes one (a delete writes none).
     pub(crate) fn written(self) -> Option<i64> {
         match self {
-            RegKind::Read(_) => None,
+            RegKind::Read(_) | RegKind::Delete => None,
             RegKind::Write(v) | RegKind::Cas(_, v) => Some(v),
         }
+    }
+
+    /// Returns the state this operation leaves, if it changes the register: `Some(None)`
+    /// for a delete.
+    pub(crate) fn writes(self) -> Option<RegState> {
+        match self {
+            RegKind::Read(_) => None,
+            RegKind::Delete => Some(None),
+            RegKind::Write(v) | RegKind::Cas(_, v) => Some(Some(v)),
+        }
+    }
+
+    /// Whether this operation needs the register to be `None` (a read of `null`, a cas
+    /// expecting absence).
+    fn observes_none(self) -> bool {
+        matches!(self, RegKind::Read(None) | RegKind::Cas(None, _))
     }
 }
 
@@ -123,10 +143,11 @@ pub(crate) fn prepare<'h>(key: &str, ops: &[&'h Op]) -> Result<Vec<RegOp<'h>>, V
                 let (e, n) = op.cas_value().map_err(bad)?;
                 RegKind::Cas(e, n)
             }
+            "delete" => RegKind::Delete,
             other => {
                 return Err(Verdict::unknown(format!(
                     "key {key}: operation {other:?} at event {} is not a register operation \
-                     (read, write, cas, final-read)",
+                     (read, write, cas, delete, final-read)",
                     op.index
                 )))
             }
@@ -139,19 +160,16 @@ pub(crate) fn prepare<'h>(key: &str, ops: &[&'h Op]) -> Result<Vec<RegOp<'h>>, V
             info: op.kind == OpKind::Info,
         });
     }
-    let mut observed: HashSet<i64> = HashSet::new();
+    let mut observed: HashSet<RegState> = HashSet::new();
     for r in &out {
         match r.kind {
-            RegKind::Read(Some(v)) => {
+            RegKind::Read(v) | RegKind::Cas(v, _) => {
                 observed.insert(v);
-            }
-            RegKind::Cas(Some(e), _) => {
-                observed.insert(e);
             }
             _ => {}
         }
     }
-    out.retain(|r| !r.info || r.kind.written().is_some_and(|v| observed.contains(&v)));
+    out.retain(|r| !r.info || r.kind.writes().is_some_and(|s| observed.contains(&s)));
     Ok(out)
 }
 
@@ -210,14 +228,19 @@ pub(crate) fn shrink<'h>(
 
 /// True when `candidate` is the only remaining writer of a value some remaining read returned.
 fn is_needed_writer(current: &[RegOp<'_>], removed: &HashSet<u64>, candidate: RegOp<'_>) -> bool {
+    let live = |r: &&RegOp<'_>| !removed.contains(&r.op.index) && r.op.index != candidate.op.index;
+    if candidate.kind == RegKind::Delete {
+        // A delete may be what lets a later read return `null` after a write: kept while
+        // anything reads `null`, so a witness never shows a `null` read without its delete.
+        return current.iter().filter(live).any(|r| r.kind.observes_none());
+    }
     let Some(v) = candidate.kind.written() else {
         return false;
     };
-    let live = |r: &&RegOp<'_>| !removed.contains(&r.op.index) && r.op.index != candidate.op.index;
     let read_by_someone = current.iter().filter(live).any(|r| match r.kind {
         RegKind::Read(x) => x == Some(v),
         RegKind::Cas(e, _) => e == Some(v),
-        RegKind::Write(_) => false,
+        RegKind::Write(_) | RegKind::Delete => false,
     });
     let other_writer = current
         .iter()
@@ -257,7 +280,10 @@ pub(crate) fn classify(
         let overwritten = all
             .iter()
             .any(|o| !o.info && o.kind.written().is_some() && o.ret < stuck.call);
-        return if overwritten && real_time {
+        // With deletes on the key, a `null` read after a write may be legal for all this
+        // sentence can tell.
+        let deleted = all.iter().any(|o| o.kind == RegKind::Delete);
+        return if overwritten && !deleted && real_time {
             (
                 "stale-read".to_string(),
                 format!(
@@ -290,7 +316,7 @@ pub(crate) fn classify(
         !w.info
             && all.iter().any(|o| {
                 !o.info
-                    && o.kind.written().is_some_and(|x| x != value)
+                    && o.kind.writes().is_some_and(|x| x != Some(value))
                     && o.call > w.ret
                     && o.ret < stuck.call
             })
@@ -353,6 +379,10 @@ pub(crate) fn window<'h>(ops: &[RegOp<'h>], focus: usize, limit: usize) -> (Vec<
         if let Some(ws) = writer_of.get(&v) {
             keep.extend(ws.iter().copied());
         }
+    }
+    // A `null` read or a cas expecting absence may need any delete of the key.
+    if keep.iter().any(|&i| ops[i].kind.observes_none()) {
+        keep.extend((0..ops.len()).filter(|&i| ops[i].kind == RegKind::Delete));
     }
     let mut kept: Vec<usize> = keep.into_iter().collect();
     kept.sort_unstable();

@@ -236,6 +236,20 @@ mod tests {
     }
 
     #[test]
+    fn a_process_that_deleted_never_reads_the_old_value_again() {
+        let mut b = HistoryBuilder::new();
+        op(&mut b, 1, "write", json!(1), 0, 1);
+        op(&mut b, 1, "delete", Value::Null, 2, 3);
+        op(&mut b, 1, "read", Value::Null, 4, 5);
+        assert_eq!(check(&b.build().expect("well-formed")), Verdict::Valid);
+        let mut b = HistoryBuilder::new();
+        op(&mut b, 1, "write", json!(1), 0, 1);
+        op(&mut b, 1, "delete", Value::Null, 2, 3);
+        op(&mut b, 1, "read", json!(1), 4, 5);
+        assert!(check(&b.build().expect("well-formed")).is_invalid());
+    }
+
+    #[test]
     fn stale_reads_across_processes_are_sequential() {
         // p2 reads the old value after p1's write completed: not linearizable, but a
         // sequential order exists (p2's read first).

@@ -6,7 +6,9 @@
 //! `info` (taking effect or not) or fail without effect. Such histories must be valid for
 //! linearizability, sequential consistency, every session guarantee and no-thin-air. Then one
 //! anomaly is appended (a stale read, a lost write, a read of a never-written value, a session
-//! read going back) and the right checker must say `Invalid` with a witness naming it.
+//! read going back) and the right checker must say `Invalid` with a witness naming it. With
+//! deletes among the operations, histories must be valid for linearizability and sequential
+//! consistency, and a read of a value its own session deleted must be caught.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +48,8 @@ struct Generated {
 /// Raw choices for one operation: (thread, key, kind, gap, lin offset, tail, outcome roll).
 type Choice = (u8, u8, u8, u16, u16, u16, u8);
 
-fn generate(threads: u8, keys: u8, choices: &[Choice]) -> Generated {
+/// With `deletes`, a quarter of the operations are deletes (for the checkers that know them).
+fn generate(threads: u8, keys: u8, choices: &[Choice], deletes: bool) -> Generated {
     let threads = threads.max(1) as usize;
     let mut clock = vec![0u64; threads];
     // A thread keeps its session for ever; its process id changes after an info completion.
@@ -65,8 +68,9 @@ fn generate(threads: u8, keys: u8, choices: &[Choice]) -> Generated {
         let ret = at + 1 + tail as u64 * threads as u64;
         clock[th] = ret / threads as u64 + 1;
         let key = format!("k{}", k % keys.max(1));
-        let (f, invoke_value) = match kind % 3 {
+        let (f, invoke_value) = match kind % if deletes { 4 } else { 3 } {
             0 => ("read", Value::Null),
+            3 => ("delete", Value::Null),
             1 => {
                 next_value += 1;
                 ("write", json!(next_value))
@@ -78,9 +82,9 @@ fn generate(threads: u8, keys: u8, choices: &[Choice]) -> Generated {
         };
         let completion = match (f, roll % 10) {
             ("read", 0) => Some(EventType::Info),
-            ("write", 0) => Some(EventType::Info),
-            ("write", 1) => None,
-            ("write", 2) => Some(EventType::Fail),
+            ("write" | "delete", 0) => Some(EventType::Info),
+            ("write" | "delete", 1) => None,
+            ("write" | "delete", 2) => Some(EventType::Fail),
             _ => Some(EventType::Ok),
         };
         let applies = match completion {
@@ -115,6 +119,11 @@ fn generate(threads: u8, keys: u8, choices: &[Choice]) -> Generated {
         let cur = state.entry(p.key.clone()).or_insert(None);
         match p.f {
             "read" => p.ok_value = json!(*cur),
+            "delete" => {
+                if effect[i] {
+                    *cur = None;
+                }
+            }
             "write" => {
                 p.ok_value = p.invoke_value.clone();
                 if effect[i] {
@@ -256,7 +265,7 @@ proptest! {
 
     #[test]
     fn correct_histories_pass((threads, keys, cs) in choices()) {
-        let g = generate(threads, keys, &cs);
+        let g = generate(threads, keys, &cs, false);
         let h = &g.history;
         prop_assert_eq!(linearizable::check_with(h, &CONFIG), Verdict::Valid, "{}", h.to_jsonl());
         prop_assert_eq!(sequential::check_with(h, &CONFIG), Verdict::Valid, "{}", h.to_jsonl());
@@ -268,8 +277,37 @@ proptest! {
     }
 
     #[test]
+    fn correct_histories_with_deletes_pass((threads, keys, cs) in choices()) {
+        let g = generate(threads, keys, &cs, true);
+        let h = &g.history;
+        prop_assert_eq!(linearizable::check_with(h, &CONFIG), Verdict::Valid, "{}", h.to_jsonl());
+        prop_assert_eq!(sequential::check_with(h, &CONFIG), Verdict::Valid, "{}", h.to_jsonl());
+    }
+
+    #[test]
+    fn a_read_of_a_deleted_value_is_caught((threads, keys, cs) in choices()) {
+        let g = generate(threads, keys, &cs, true);
+        // A new session writes, deletes, and reads the deleted value back.
+        let key = g.state.keys().next().cloned().expect("one key at least");
+        let mut events = g.events.clone();
+        let p = g.next_process;
+        push_op(&mut events, p, 1000, "write", &key, json!(1_000_000), g.end);
+        push_op(&mut events, p, 1000, "delete", &key, Value::Null, g.end + 10);
+        let read = push_op(&mut events, p, 1000, "read", &key, json!(1_000_000), g.end + 20);
+        let h = History::from_events(events).expect("well-formed");
+        let lin = linearizable::check_with(&h, &CONFIG);
+        prop_assert!(lin.is_invalid(), "{}", lin);
+        prop_assert!(names(&lin, read), "{}", lin);
+        prop_assert_eq!(lin.anomaly(), Some("stale-read"), "{}", lin);
+        // Without real time to prune it, the sequential search may run out of budget on
+        // such a history; it must never call it valid.
+        let seq = sequential::check_with(&h, &CONFIG);
+        prop_assert!(!seq.is_valid(), "{}", seq);
+    }
+
+    #[test]
     fn a_stale_read_is_caught((threads, keys, cs) in choices()) {
-        let g = generate(threads, keys, &cs);
+        let g = generate(threads, keys, &cs, false);
         // An ok write overwritten, in real time, by a later ok write.
         let stale = g.ok_writes.iter().find_map(|(k, ws)| {
             ws.iter().find(|(_, _, ret)| ws.iter().any(|(_, call2, _)| call2 > ret))
@@ -290,7 +328,7 @@ proptest! {
 
     #[test]
     fn a_lost_write_is_caught((threads, keys, cs) in choices()) {
-        let g = generate(threads, keys, &cs);
+        let g = generate(threads, keys, &cs, false);
         // A new session writes a then b, and reads a back: b was lost.
         let key = g.state.keys().next().cloned().expect("one key at least");
         let mut events = g.events.clone();
@@ -309,7 +347,7 @@ proptest! {
 
     #[test]
     fn a_read_of_a_never_written_value_is_caught((threads, keys, cs) in choices()) {
-        let g = generate(threads, keys, &cs);
+        let g = generate(threads, keys, &cs, false);
         let mut events = g.events.clone();
         let read = push_op(&mut events, g.next_process, 1000, "read", "k0", json!(-7), g.end);
         let h = History::from_events(events).expect("well-formed");
@@ -324,7 +362,7 @@ proptest! {
 
     #[test]
     fn a_session_read_going_back_is_caught((threads, keys, cs) in choices()) {
-        let g = generate(threads, keys, &cs);
+        let g = generate(threads, keys, &cs, false);
         let current = g.state.iter().find_map(|(k, s)| s.map(|v| (k.clone(), v)));
         prop_assume!(current.is_some());
         let (key, v) = current.expect("assumed");
