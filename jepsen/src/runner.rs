@@ -340,7 +340,11 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         processes: Processes::new(cfg.concurrency as u64),
         generator: Mutex::new(
             Generator::new(cfg.workload, cfg.seed, live, per_key)
-                .without_cas(cfg.protocol == Protocol::Quorum),
+                .without_cas(cfg.protocol == Protocol::Quorum)
+                // Only the linearizability search is sure to decide histories with deletes
+                // within its budget (without real time to prune it, the sequential search
+                // may not).
+                .with_deletes(cfg.level == Level::Linearizable),
         ),
         opts: match cfg.protocol {
             Protocol::PrimaryBackup => CallOptions::new(),

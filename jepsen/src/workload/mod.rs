@@ -3,7 +3,7 @@
 //!
 //! | workload | operations (history `f`) | checked by |
 //! |---|---|---|
-//! | `register` | `read`, `write` (unique values), `cas [expected, new]` on a few keys at a time | `linearizable`, `sequential`, `causal` (CC) or `eventual` per `--level` |
+//! | `register` | `read`, `write` (unique values), `cas [expected, new]`, and at LINEARIZABLE `delete`, on a few keys at a time | `linearizable`, `sequential`, `causal` (CC) or `eventual` per `--level` |
 //! | `list-append` | `append` (unique per key), `read` of the whole list | Elle's `check_list_append` (linearizable, sequential) or `eventual` |
 //! | `set` | `add` of unique elements, `read` of the whole set | `dialkv_consistency::set::check`: no lost or unexpected elements; at linearizable also no stale reads |
 //! | `session` | list-append through one session per client, with all four guarantees | `session::check_each` (RYW, MR, MW, WFR) and the level's check |
@@ -233,6 +233,8 @@ pub struct Generator {
     touched: Vec<String>,
     /// Registers get reads and writes only (a quorum namespace has no compare-and-set).
     no_cas: bool,
+    /// Registers get deletes too (for the checkers whose model knows them).
+    deletes: bool,
 }
 
 impl Generator {
@@ -249,6 +251,7 @@ impl Generator {
             last_written: BTreeMap::new(),
             touched: Vec::new(),
             no_cas: false,
+            deletes: false,
         };
         for _ in 0..live_keys.max(1) {
             let k = g.fresh_key();
@@ -260,6 +263,12 @@ impl Generator {
     /// With `no_cas`, registers get reads and writes only.
     pub fn without_cas(mut self, no_cas: bool) -> Self {
         self.no_cas = no_cas;
+        self
+    }
+
+    /// With `deletes`, a tenth of the register operations are deletes.
+    pub fn with_deletes(mut self, deletes: bool) -> Self {
+        self.deletes = deletes;
         self
     }
 
@@ -358,6 +367,14 @@ impl Generator {
                 if roll < 0.5 {
                     OpSpec {
                         f: "read",
+                        key,
+                        value: Value::Null,
+                    }
+                } else if self.deletes && roll < 0.6 {
+                    // The next compare-and-set expects the key absent.
+                    self.last_written.remove(&key);
+                    OpSpec {
+                        f: "delete",
                         key,
                         value: Value::Null,
                     }
@@ -521,6 +538,18 @@ impl Conn {
         }
     }
 
+    async fn delete(
+        &self,
+        key: &str,
+        opts: &CallOptions,
+    ) -> Result<dialkv_client::DeleteOutput, Error> {
+        match self {
+            Conn::Plain(c) => c.delete_with(key, opts).await,
+            Conn::Session(s) => s.delete_with(key, opts).await,
+            Conn::Txn(_) => Err(Error::UnexpectedResponse(NOT_PLAIN.into())),
+        }
+    }
+
     async fn cas(
         &self,
         key: &str,
@@ -659,6 +688,10 @@ async fn execute_inner(
                 Err(e) => classify(&e, true),
             }
         }
+        (WorkloadKind::Register, "delete") => match conn.delete(key, opts).await {
+            Ok(out) => ok(Value::Null, out.meta.replica_id),
+            Err(e) => classify(&e, true),
+        },
         (WorkloadKind::Register, "cas") => {
             let (expected, new) = match spec.value.as_array().map(Vec::as_slice) {
                 Some([e, Value::Number(n)]) if n.is_i64() => (e.as_i64(), n.as_i64()),
@@ -917,6 +950,25 @@ mod tests {
             "keys rotate after 10 ops each"
         );
         assert!(g.used_keys().len() <= g.touched_keys().len());
+    }
+
+    #[test]
+    fn deletes_come_only_when_asked_and_the_next_cas_expects_absence() {
+        let mut plain = Generator::new(WorkloadKind::Register, 3, 1, 10_000);
+        assert!((0..500).all(|_| plain.next_op().f != "delete"));
+        let mut g = Generator::new(WorkloadKind::Register, 3, 1, 10_000).with_deletes(true);
+        let ops: Vec<OpSpec> = (0..500).map(|_| g.next_op()).collect();
+        let deletes = ops.iter().filter(|o| o.f == "delete").count();
+        assert!((20..100).contains(&deletes), "{deletes} deletes in 500 operations");
+        // One key: every cas right after a delete (nothing written between) expects null.
+        let mut after_delete = 0;
+        for pair in ops.windows(2) {
+            if pair[0].f == "delete" && pair[1].f == "cas" {
+                assert_eq!(pair[1].value[0], Value::Null, "{:?}", pair[1]);
+                after_delete += 1;
+            }
+        }
+        assert!(after_delete > 0, "no cas right after a delete in 500 operations");
     }
 
     #[test]
