@@ -101,7 +101,8 @@ fn violation(key: &str, prepared: &[RegOp<'_>], stuck: usize, config: &SearchCon
         let explanation = format!(
             "{what}. These {} operations on key {key} alone admit no order that respects real \
              time and register semantics; removing any one of them (except the writer of a \
-             value that is read) leaves a linearizable history.",
+             value that is read, or a delete while a read returns null) leaves a linearizable \
+             history.",
             min.len()
         );
         return Verdict::invalid(
@@ -379,6 +380,23 @@ mod tests {
         ]);
         let v = check(&later);
         assert!(v.is_invalid(), "{v}");
+    }
+
+    #[test]
+    fn a_null_read_after_a_write_is_stale_unless_a_delete_can_come_between() {
+        let stale = hist(&[
+            (1, "write", json!(1), 0, Some(1)),
+            (2, "read", Value::Null, 2, Some(3)),
+            (1, "delete", Value::Null, 100, Some(101)),
+        ]);
+        assert_eq!(check(&stale).anomaly(), Some("stale-read"));
+        // A delete before the write does not explain the null either.
+        let before = hist(&[
+            (1, "delete", Value::Null, 0, Some(1)),
+            (1, "write", json!(1), 2, Some(3)),
+            (2, "read", Value::Null, 4, Some(5)),
+        ]);
+        assert_eq!(check(&before).anomaly(), Some("stale-read"));
     }
 
     #[test]

@@ -277,13 +277,16 @@ pub(crate) fn classify(
         return generic;
     };
     let Some(value) = v else {
-        let overwritten = all
-            .iter()
-            .any(|o| !o.info && o.kind.written().is_some() && o.ret < stuck.call);
-        // With deletes on the key, a `null` read after a write may be legal for all this
-        // sentence can tell.
-        let deleted = all.iter().any(|o| o.kind == RegKind::Delete);
-        return if overwritten && !deleted && real_time {
+        // A write completed before the read began, and no delete could fall between them.
+        let overwritten = all.iter().any(|w| {
+            !w.info
+                && w.kind.written().is_some()
+                && w.ret < stuck.call
+                && !all
+                    .iter()
+                    .any(|d| d.kind == RegKind::Delete && d.call < stuck.ret && d.ret > w.call)
+        });
+        return if overwritten && real_time {
             (
                 "stale-read".to_string(),
                 format!(

@@ -343,8 +343,10 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
                 .without_cas(cfg.protocol == Protocol::Quorum)
                 // Only the linearizability search is sure to decide histories with deletes
                 // within its budget (without real time to prune it, the sequential search
-                // may not).
-                .with_deletes(cfg.level == Level::Linearizable),
+                // may not), and the session checkers know no deletes.
+                .with_deletes(
+                    cfg.level == Level::Linearizable && session_guarantees(cfg).is_none(),
+                ),
         ),
         opts: match cfg.protocol {
             Protocol::PrimaryBackup => CallOptions::new(),
@@ -589,8 +591,6 @@ async fn bank_init(
     }
 }
 
-/// Waits until every node answers a read (up to 30 s): a fresh cluster may still be electing
-/// a leader.
 /// The session guarantees a run's clients keep, if they keep a session.
 pub fn session_guarantees(cfg: &RunConfig) -> Option<SessionGuaranteeSet> {
     cfg.session.or_else(|| {

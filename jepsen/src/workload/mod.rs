@@ -959,7 +959,10 @@ mod tests {
         let mut g = Generator::new(WorkloadKind::Register, 3, 1, 10_000).with_deletes(true);
         let ops: Vec<OpSpec> = (0..500).map(|_| g.next_op()).collect();
         let deletes = ops.iter().filter(|o| o.f == "delete").count();
-        assert!((20..100).contains(&deletes), "{deletes} deletes in 500 operations");
+        assert!(
+            (20..100).contains(&deletes),
+            "{deletes} deletes in 500 operations"
+        );
         // One key: every cas right after a delete (nothing written between) expects null.
         let mut after_delete = 0;
         for pair in ops.windows(2) {
@@ -968,7 +971,10 @@ mod tests {
                 after_delete += 1;
             }
         }
-        assert!(after_delete > 0, "no cas right after a delete in 500 operations");
+        assert!(
+            after_delete > 0,
+            "no cas right after a delete in 500 operations"
+        );
     }
 
     #[test]
