@@ -287,8 +287,10 @@ struct Recent {
 impl Recent {
     /// The most keys remembered.
     const MAX_KEYS: usize = 65_536;
-    /// The most bytes (keys and encoded versions) remembered.
-    const MAX_BYTES: usize = 64 << 20;
+    /// The most bytes (keys and encoded versions) remembered. Decoded versions take more
+    /// room than encoded ones (a map per version, an allocation per value): a few times this
+    /// at worst, for many small siblings.
+    const MAX_BYTES: usize = 16 << 20;
 
     fn take(&mut self, key: &Key) -> Option<(Option<u64>, Option<Object>, usize)> {
         let (stored, object, size) = self.map.remove(key)?;
