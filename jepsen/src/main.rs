@@ -101,6 +101,10 @@ struct RunArgs {
     /// causal runs keep all four, others none.
     #[arg(long, value_parser = parse_guarantees)]
     session: Option<SessionGuarantees>,
+    /// Registers at linearizable without sessions also get deletes (a tenth of the
+    /// operations).
+    #[arg(long)]
+    deletes: bool,
 }
 
 fn parse_guarantees(text: &str) -> Result<SessionGuarantees, String> {
@@ -262,6 +266,7 @@ async fn run(args: RunArgs) -> u8 {
         pin_clients: args.pin_clients,
         progress: !args.no_progress,
         session: args.session,
+        deletes: args.deletes,
     };
     eprintln!(
         "dialkv-jepsen: {} at {} on {} node(s), seed {seed}, report in {}",

@@ -454,6 +454,7 @@ pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
             pin_clients: c.pin_clients,
             progress: cfg.progress,
             session: c.session,
+            deletes: false,
         };
         let started = Instant::now();
         let result = match runner::run(&run_cfg).await {

@@ -3,7 +3,7 @@
 //!
 //! | workload | operations (history `f`) | checked by |
 //! |---|---|---|
-//! | `register` | `read`, `write` (unique values), `cas [expected, new]`, and at LINEARIZABLE `delete`, on a few keys at a time | `linearizable`, `sequential`, `causal` (CC) or `eventual` per `--level` |
+//! | `register` | `read`, `write` (unique values), `cas [expected, new]`, and with `--deletes` at LINEARIZABLE `delete`, on a few keys at a time | `linearizable`, `sequential`, `causal` (CC) or `eventual` per `--level` |
 //! | `list-append` | `append` (unique per key), `read` of the whole list | Elle's `check_list_append` (linearizable, sequential) or `eventual` |
 //! | `set` | `add` of unique elements, `read` of the whole set | `dialkv_consistency::set::check`: no lost or unexpected elements; at linearizable also no stale reads |
 //! | `session` | list-append through one session per client, with all four guarantees | `session::check_each` (RYW, MR, MW, WFR) and the level's check |
