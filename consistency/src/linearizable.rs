@@ -238,6 +238,9 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
     let mut cache: std::collections::HashSet<(Bitset, RegState)> = std::collections::HashSet::new();
     let mut calls: Vec<(usize, RegState)> = Vec::new();
     let mut state: RegState = None;
+    let is_read = |op: usize| matches!(ops[op].kind, RegKind::Read(_));
+    // Set when the current configuration is known to fail: backtrack at once.
+    let mut dead = false;
     let mut entry = next[HEAD];
     let mut steps: u64 = 0;
     let mut best: Option<(usize, usize)> = None; // (depth, stuck op)
@@ -250,7 +253,7 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
             return SearchResult::OutOfBudget;
         }
         let op = op_of[entry];
-        if is_call[entry] {
+        if is_call[entry] && !dead {
             if info_delete(entry) && earlier_info_delete(entry, &prev) {
                 entry = next[entry];
                 continue;
@@ -265,13 +268,35 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
                     continue;
                 }
                 linearized.clear(op);
+                if is_read(op) {
+                    // Placing the read here reaches a configuration already explored, and
+                    // not placing it here cannot do better (below): a dead end.
+                    dead = true;
+                    continue;
+                }
             }
             entry = next[entry];
         } else {
             if best.is_none_or(|(depth, _)| calls.len() > depth) {
                 best = Some((calls.len(), op));
             }
-            let Some((e, s)) = calls.pop() else {
+            dead = false;
+            // A read that could be placed was placed at once: it leaves the state as it is,
+            // and an order that places it later stays legal with it moved here (its
+            // invocation is behind, every operation that returned before it began is placed,
+            // and moving it earlier keeps it before whatever began after it returned). So
+            // the alternative of not placing it here is never tried: backtrack past it.
+            let mut popped = calls.pop();
+            while let Some((e, s)) = popped {
+                if !is_read(op_of[e]) {
+                    break;
+                }
+                state = s;
+                linearized.clear(op_of[e]);
+                unlift(e, &mut next, &mut prev);
+                popped = calls.pop();
+            }
+            let Some((e, s)) = popped else {
                 let (_, stuck) = best.expect("set just above");
                 return SearchResult::Violation { stuck };
             };
@@ -443,6 +468,28 @@ mod tests {
         };
         assert_eq!(check_with(&hist(&ops), &budget), Verdict::Valid);
         ops.push((3, "read", json!(5), t, Some(t + 1)));
+        let v = check_with(&hist(&ops), &budget);
+        assert!(v.is_invalid(), "{v}");
+    }
+
+    /// Reads that can be placed are placed at once, so many concurrent reads do not multiply
+    /// the search: 16 reads of 1 spanning a write of 2, then a stale read of 1, which the
+    /// search must prove invalid by exhausting every order. Trying every subset of the reads
+    /// before and after the write would not fit the budget.
+    #[test]
+    fn many_concurrent_reads_are_decided_within_a_small_budget() {
+        let mut ops: Vec<(u64, &str, Value, u64, Option<u64>)> =
+            vec![(1, "write", json!(1), 0, Some(1))];
+        for r in 0..16 {
+            ops.push((10 + r, "read", json!(1), 2 + r, Some(200 + r)));
+        }
+        ops.push((2, "write", json!(2), 50, Some(51)));
+        let budget = SearchConfig {
+            max_steps: 50_000,
+            shrink: false,
+        };
+        assert_eq!(check_with(&hist(&ops), &budget), Verdict::Valid);
+        ops.push((3, "read", json!(1), 300, Some(301)));
         let v = check_with(&hist(&ops), &budget);
         assert!(v.is_invalid(), "{v}");
     }
