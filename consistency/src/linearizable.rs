@@ -287,11 +287,11 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
             // and moving it earlier keeps it before whatever began after it returned). So
             // the alternative of not placing it here is never tried: backtrack past it.
             let mut popped = calls.pop();
-            while let Some((e, s)) = popped {
+            while let Some((e, _)) = popped {
                 if !is_read(op_of[e]) {
                     break;
                 }
-                state = s;
+                // A read left the state as it found it: nothing to restore.
                 linearized.clear(op_of[e]);
                 unlift(e, &mut next, &mut prev);
                 popped = calls.pop();
