@@ -31,6 +31,11 @@ enum Cmd {
     Dev(dev::DevArgs),
 }
 
+/// mimalloc instead of the system allocator: a profile of 64-client puts spent about a tenth
+/// of the machine's CPU in glibc's malloc and free (chunk consolidation included).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
