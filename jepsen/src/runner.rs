@@ -120,8 +120,8 @@ pub struct RunConfig {
     pub session: Option<SessionGuaranteeSet>,
     /// Registers at LINEARIZABLE, without sessions, also get deletes (ignored otherwise: only
     /// the linearizability search is sure to decide such histories, and the session
-    /// checkers know no deletes). Not in the CI suite yet: on a long outage the search can
-    /// run out of budget on a key with many indeterminate operations and deletes.
+    /// checkers know no deletes). The CI suite turns it on for its rate-limited linearizable
+    /// register cases on both protocols and for the one without history.
     pub deletes: bool,
 }
 

@@ -81,6 +81,8 @@ pub struct Case {
     pub concurrency: Option<usize>,
     /// Target operations per second over all clients (0: unlimited).
     pub rate: u32,
+    /// The register workload also deletes (see `RunConfig::deletes`).
+    pub deletes: bool,
 }
 
 fn case(
@@ -107,6 +109,7 @@ fn case(
         session: None,
         concurrency: None,
         rate: 300,
+        deletes: false,
     }
 }
 
@@ -116,6 +119,12 @@ fn quorum_case(name: &str, level: Level, nemesis: &[FaultKind], nodes: usize, se
     let mut c = case(name, WorkloadKind::Register, level, nemesis, nodes, secs);
     c.protocol = Protocol::Quorum;
     c.server_args = vec!["--anti-entropy-ms".into(), "1000".into()];
+    c
+}
+
+/// `c` with deletes in its register workload.
+fn with_deletes(mut c: Case) -> Case {
+    c.deletes = true;
     c
 }
 
@@ -135,14 +144,14 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
     use Level::{Causal, Eventual, Linearizable, Sequential, StrictSerializable};
     use WorkloadKind::{Bank, ListAppend, Register, Session, Set, Txn};
     let mut cases = vec![
-        case(
+        with_deletes(case(
             "register-linearizable-kill-pause",
             Register,
             Linearizable,
             &[Kill, Pause],
             nodes,
             30,
-        ),
+        )),
         case(
             "list-append-linearizable-kill-pause",
             ListAppend,
@@ -194,14 +203,14 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
     ];
     if nodes >= 3 {
         cases = vec![
-            case(
+            with_deletes(case(
                 "register-linearizable-all",
                 Register,
                 Linearizable,
                 &[Kill, Pause, Partition, Clock],
                 nodes,
                 40,
-            ),
+            )),
             case(
                 "list-append-linearizable-partition-kill",
                 ListAppend,
@@ -285,6 +294,8 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
         no_history.server_args = vec!["--retain-revisions".into(), "0".into()];
         no_history.concurrency = Some(20);
         no_history.rate = 0;
+        // Deletes without history leave no tombstone: the version below must go too.
+        no_history.deletes = true;
         cases.push(no_history);
         // A failover takes about 3 s (an election timeout of 1-2 s after the leader lease):
         // longer faults make transactions span primary changes (begun at one primary,
@@ -312,13 +323,13 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
         // Quorum namespaces: ABD registers (R + W > N, no compare-and-set), causal+ with
         // every session guarantee, eventual convergence after healing, and each session
         // guarantee alone with the others off.
-        cases.push(quorum_case(
+        cases.push(with_deletes(quorum_case(
             "quorum-register-linearizable-partition-kill-clock",
             Linearizable,
             &[Partition, Kill, Clock],
             nodes,
             30,
-        ));
+        )));
         cases.push(quorum_case(
             "quorum-register-causal-partition-kill",
             Causal,
@@ -454,7 +465,7 @@ pub async fn run(cases: &[Case], cfg: &SuiteConfig) -> Vec<CaseResult> {
             pin_clients: c.pin_clients,
             progress: cfg.progress,
             session: c.session,
-            deletes: false,
+            deletes: c.deletes,
         };
         let started = Instant::now();
         let result = match runner::run(&run_cfg).await {
@@ -531,6 +542,30 @@ mod tests {
                 .iter()
                 .any(|c| c.nemesis.contains(&FaultKind::Partition));
             assert_eq!(partition, nodes >= 3);
+        }
+    }
+
+    #[test]
+    fn deletes_run_only_where_the_checker_knows_them() {
+        for nodes in [1, 3] {
+            let cases = ci_cases(nodes);
+            let deleting: Vec<&Case> = cases.iter().filter(|c| c.deletes).collect();
+            // A case asking for deletes where the run ignores them would test less than
+            // its settings say: linearizable registers without sessions only.
+            assert!(!deleting.is_empty(), "{nodes}");
+            for c in &deleting {
+                assert_eq!(c.workload, WorkloadKind::Register, "{}", c.name);
+                assert_eq!(c.level, Level::Linearizable, "{}", c.name);
+                assert!(c.session.is_none(), "{}", c.name);
+                assert_eq!(c.expect, Expect::Valid, "{}", c.name);
+            }
+            if nodes >= 3 {
+                // Both protocols, and the store without history (no tombstones).
+                assert!(deleting.iter().any(|c| c.protocol == Protocol::Quorum));
+                assert!(deleting
+                    .iter()
+                    .any(|c| c.server_args.iter().any(|a| a == "--retain-revisions")));
+            }
         }
     }
 }
