@@ -93,7 +93,16 @@ impl RegKind {
     /// Whether this operation needs the register to be `None` (a read of `null`, a cas
     /// expecting absence).
     fn observes_none(self) -> bool {
-        matches!(self, RegKind::Read(None) | RegKind::Cas(None, _))
+        self.needs() == Some(None)
+    }
+
+    /// The state this operation is legal in, if only one: the value a read returned, the
+    /// value a cas expected.
+    pub(crate) fn needs(self) -> Option<RegState> {
+        match self {
+            RegKind::Read(v) | RegKind::Cas(v, _) => Some(v),
+            RegKind::Write(_) | RegKind::Delete => None,
+        }
     }
 }
 

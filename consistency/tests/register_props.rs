@@ -404,8 +404,11 @@ fn many_info_writes_give_unknown_within_the_budget() {
     let started = std::time::Instant::now();
     let v = linearizable::check_with(&h, &config);
     assert!(v.is_unknown(), "{v}");
+    // Sequentially consistent: the readers are separate processes, so the second read of 0
+    // may come right after the first. The search may find that order or run out of budget,
+    // but must not call it a violation.
     let v = sequential::check_with(&h, &config);
-    assert!(v.is_unknown() || v.is_invalid(), "{v}");
+    assert!(v.is_unknown() || v.is_valid(), "{v}");
     assert!(
         started.elapsed().as_secs() < 60,
         "the budget bounds the time"
