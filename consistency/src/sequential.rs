@@ -35,7 +35,7 @@
 //! got furthest, and a 1-minimal set of the key's operations that is not sequentially
 //! consistent on its own.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::history::{History, Op, ProcessId};
 use crate::register::{self, RegOp, RegState, SearchResult};
@@ -179,32 +179,38 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
     // never take effect) needs a state that is not the current one and that no operation
     // still to place can produce: it can never be placed. Without this, one wrong early
     // choice (a write placed before a stale read of the value it replaced) is found only
-    // after every interleaving of the other processes' operations has been tried.
-    // Returns such an operation, if any.
-    let hopeless = |pos: &[u32], state: RegState| {
-        let left = || {
-            chains
-                .iter()
-                .zip(pos)
-                .flat_map(|(q, &p)| q[p as usize..].iter().copied())
-        };
-        let producible: HashSet<RegState> = left().filter_map(|i| ops[i].kind.writes()).collect();
-        left().filter(|&i| !ops[i].info).find(|&i| {
-            ops[i]
-                .kind
-                .needs()
-                .is_some_and(|need| need != state && !producible.contains(&need))
-        })
+    // after every interleaving of the other processes' operations has been tried. The
+    // counts behind it follow the search as it places and takes back operations.
+    let mut starving = Starving::new(ops);
+    // The operation a hopeless configuration can never place (for the report).
+    let never_placed = |starving: &Starving<'_, '_>, pos: &[u32], state: RegState| {
+        chains
+            .iter()
+            .zip(pos)
+            .flat_map(|(q, &p)| q[p as usize..].iter().copied())
+            .filter(|&i| !ops[i].info)
+            .find(|&i| {
+                ops[i]
+                    .kind
+                    .needs()
+                    .is_some_and(|need| need != state && starving.starved.contains(&need))
+            })
     };
     let start: Vec<u32> = vec![0; chains.len()];
     let mut seen: HashSet<(Vec<u32>, RegState)> = HashSet::new();
     seen.insert((start.clone(), None));
-    // Depth-first: each frame is a configuration, its queues in trial order, and how many of
-    // them were tried.
+    // Depth-first: each frame is a configuration, its queues in trial order, how many of them
+    // were tried, and the operation placed to reach it.
     let first = order(&start);
-    let mut stack: Vec<(Vec<u32>, RegState, Vec<usize>, usize)> = vec![(start, None, first, 0)];
+    type Frame = (Vec<u32>, RegState, Vec<usize>, usize, Option<usize>);
+    let mut stack: Vec<Frame> = vec![(start, None, first, 0, None)];
     let mut steps: u64 = 0;
     let mut best: Option<(u32, usize)> = None; // (placed operations, stuck op)
+                                               // The start can be hopeless too: an operation needs a value nothing writes.
+    if starving.hopeless(None) {
+        let start = &stack[0].0;
+        best = never_placed(&starving, start, None).map(|i| (0, i));
+    }
     while let Some(frame) = stack.last_mut() {
         if finished(&frame.0) {
             return SearchResult::Ok;
@@ -212,15 +218,14 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
         if frame.3 == frame.2.len() {
             let placed: u32 = frame.0.iter().sum();
             if best.is_none_or(|(depth, _)| placed > depth) {
-                // An operation that can never be placed, else the earliest invoked next one.
-                let stuck = hopeless(&frame.0, frame.1)
-                    .or_else(|| {
-                        (0..chains.len())
-                            .filter_map(|c| chains[c].get(frame.0[c] as usize).copied())
-                            .min_by_key(|&i| (ops[i].info, ops[i].call))
-                    })
+                let stuck = (0..chains.len())
+                    .filter_map(|c| chains[c].get(frame.0[c] as usize).copied())
+                    .min_by_key(|&i| (ops[i].info, ops[i].call))
                     .expect("not finished, so some queue has an operation left");
                 best = Some((placed, stuck));
+            }
+            if let Some(i) = frame.4 {
+                starving.take_back(i);
             }
             stack.pop();
             continue;
@@ -243,13 +248,118 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
         };
         let mut new_pos = pos.clone();
         new_pos[c] += 1;
-        if seen.insert((new_pos.clone(), new_state)) && hopeless(&new_pos, new_state).is_none() {
-            let next = order(&new_pos);
-            stack.push((new_pos, new_state, next, 0));
+        if !seen.insert((new_pos.clone(), new_state)) {
+            continue;
         }
+        starving.place(i);
+        if starving.hopeless(new_state) {
+            let placed: u32 = new_pos.iter().sum();
+            if best.is_none_or(|(depth, _)| placed > depth) {
+                if let Some(stuck) = never_placed(&starving, &new_pos, new_state) {
+                    best = Some((placed, stuck));
+                }
+            }
+            starving.take_back(i);
+            continue;
+        }
+        let next = order(&new_pos);
+        stack.push((new_pos, new_state, next, 0, Some(i)));
     }
     let (_, stuck) = best.expect("the search visited a dead end before giving up");
     SearchResult::Violation { stuck }
+}
+
+/// Which states operations still to place need and can produce, kept as counts that follow
+/// the search: a state is *starved* when some operation still to place (not `info`) needs it
+/// and none still to place produces it.
+struct Starving<'a, 'h> {
+    ops: &'a [RegOp<'h>],
+    producers: HashMap<RegState, u32>,
+    needers: HashMap<RegState, u32>,
+    starved: HashSet<RegState>,
+    /// Which operations are placed, to check the counts against a recount in unit tests.
+    #[cfg(test)]
+    placed: Vec<bool>,
+}
+
+impl<'a, 'h> Starving<'a, 'h> {
+    /// Every operation still to place.
+    fn new(ops: &'a [RegOp<'h>]) -> Self {
+        let mut s = Starving {
+            ops,
+            producers: HashMap::new(),
+            needers: HashMap::new(),
+            starved: HashSet::new(),
+            #[cfg(test)]
+            placed: vec![false; ops.len()],
+        };
+        for i in 0..ops.len() {
+            s.count(i, 1);
+        }
+        s
+    }
+
+    fn count(&mut self, i: usize, add: i32) {
+        let r = &self.ops[i];
+        let mut touched = Vec::with_capacity(2);
+        if let Some(s) = r.kind.writes() {
+            let n = self.producers.entry(s).or_default();
+            *n = n.checked_add_signed(add).expect("counts follow the search");
+            touched.push(s);
+        }
+        if let Some(s) = r.kind.needs().filter(|_| !r.info) {
+            let n = self.needers.entry(s).or_default();
+            *n = n.checked_add_signed(add).expect("counts follow the search");
+            touched.push(s);
+        }
+        for s in touched {
+            let needed = self.needers.get(&s).is_some_and(|&n| n > 0);
+            let produced = self.producers.get(&s).is_some_and(|&n| n > 0);
+            if needed && !produced {
+                self.starved.insert(s);
+            } else {
+                self.starved.remove(&s);
+            }
+        }
+    }
+
+    /// Operation `i` is placed.
+    fn place(&mut self, i: usize) {
+        self.count(i, -1);
+        #[cfg(test)]
+        self.recount(i, true);
+    }
+
+    /// Operation `i` is taken back.
+    fn take_back(&mut self, i: usize) {
+        self.count(i, 1);
+        #[cfg(test)]
+        self.recount(i, false);
+    }
+
+    /// Checks the starved states against a count from scratch.
+    #[cfg(test)]
+    fn recount(&mut self, i: usize, placed: bool) {
+        assert_ne!(self.placed[i], placed, "placed or taken back twice");
+        self.placed[i] = placed;
+        let left = || {
+            (0..self.ops.len())
+                .filter(|&j| !self.placed[j])
+                .map(|j| &self.ops[j])
+        };
+        let produced: HashSet<RegState> = left().filter_map(|r| r.kind.writes()).collect();
+        let starved: HashSet<RegState> = left()
+            .filter(|r| !r.info)
+            .filter_map(|r| r.kind.needs())
+            .filter(|s| !produced.contains(s))
+            .collect();
+        assert_eq!(starved, self.starved);
+    }
+
+    /// Whether some operation still to place can never be placed from `state`.
+    fn hopeless(&self, state: RegState) -> bool {
+        self.starved.iter().any(|&s| s != state)
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +436,25 @@ mod tests {
         assert_eq!(v.witness().len(), 2);
     }
 
+    /// The operation reported as the one that cannot be placed is the read that never can,
+    /// not the write after which the search gave up on it.
+    #[test]
+    fn the_read_that_can_never_be_placed_is_the_one_reported() {
+        let mut b = HistoryBuilder::new();
+        op(&mut b, 1, "write", json!(1), 0, 1);
+        op(&mut b, 1, "write", json!(2), 2, 3);
+        op(&mut b, 1, "read", json!(1), 4, 5);
+        let v = check(&b.build().expect("well-formed"));
+        assert!(v.is_invalid(), "{v}");
+        let stuck: Vec<&str> = v
+            .witness()
+            .iter()
+            .filter(|w| w.role.as_deref() == Some("cannot be placed"))
+            .map(|w| w.f.as_str())
+            .collect();
+        assert_eq!(stuck, ["read"], "{v}");
+    }
+
     #[test]
     fn reads_going_back_are_not_sequential() {
         let mut b = HistoryBuilder::new();
@@ -367,7 +496,7 @@ mod tests {
     fn budget_gives_unknown() {
         let mut b = HistoryBuilder::new();
         // 12 processes each write then read a value only another process wrote; the last
-        // read makes it impossible, which the search needs a few hundred steps to prove.
+        // read makes it impossible, which the search needs about 150 steps to prove.
         for p in 0..12u64 {
             op(&mut b, p, "write", json!(p), 10 * p, 10 * p + 1);
             op(
@@ -382,7 +511,7 @@ mod tests {
         }
         let h = b.build().expect("well-formed");
         let config = SearchConfig {
-            max_steps: 100,
+            max_steps: 20,
             shrink: true,
         };
         let v = check_with(&h, &config);

@@ -382,7 +382,7 @@ proptest! {
 }
 
 #[test]
-fn many_info_writes_give_unknown_within_the_budget() {
+fn many_info_writes_end_within_the_budget() {
     let mut b = HistoryBuilder::new();
     let mut t = 0;
     for p in 0..60u64 {
@@ -405,10 +405,10 @@ fn many_info_writes_give_unknown_within_the_budget() {
     let v = linearizable::check_with(&h, &config);
     assert!(v.is_unknown(), "{v}");
     // Sequentially consistent: the readers are separate processes, so the second read of 0
-    // may come right after the first. The search may find that order or run out of budget,
-    // but must not call it a violation.
+    // may come right after the first; the search finds that order within the budget (a
+    // configuration whose reads can no longer be served is abandoned at once).
     let v = sequential::check_with(&h, &config);
-    assert!(v.is_unknown() || v.is_valid(), "{v}");
+    assert!(v.is_valid(), "{v}");
     assert!(
         started.elapsed().as_secs() < 60,
         "the budget bounds the time"
