@@ -254,8 +254,8 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
     // (it could be placed here), and `x` may move to `y`'s place, since nothing placed in
     // between began after `y` returned, hence after `x` returned. If `y` is never placed it
     // is `info` (every ok operation is placed), and `x`, which returns no sooner, may be left
-    // out instead: placing `y` here and `x` never is as legal. So the search never tries every subset of concurrent deletes, or of concurrent
-    // writes nobody read.
+    // out instead: placing `y` here and `x` never is as legal. So the search never tries
+    // every subset of concurrent deletes, or of concurrent writes nobody read.
     let class: Vec<Option<bool>> = ops
         .iter()
         .map(|r| match r.kind {

@@ -206,7 +206,8 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
     let mut stack: Vec<Frame> = vec![(start, None, first, 0, None)];
     let mut steps: u64 = 0;
     let mut best: Option<(u32, usize)> = None; // (placed operations, stuck op)
-                                               // The start can be hopeless too: an operation needs a value nothing writes.
+
+    // The start can be hopeless too: an operation needs a value nothing writes.
     if starving.hopeless(None) {
         let start = &stack[0].0;
         best = never_placed(&starving, start, None).map(|i| (0, i));
