@@ -230,13 +230,7 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
     // Values no operation observes (no read returns one, no cas expects one) are all alike:
     // the state after writing any of them lets exactly the same operations through. They are
     // folded into one value, so the cache sees the configurations they reach as one.
-    let observed: HashSet<RegState> = ops
-        .iter()
-        .filter_map(|r| match r.kind {
-            RegKind::Read(v) | RegKind::Cas(v, _) => Some(v),
-            RegKind::Write(_) | RegKind::Delete => None,
-        })
-        .collect();
+    let observed = register::observed(ops);
     let unobserved = (i64::MIN..)
         .find(|v| !observed.contains(&Some(*v)))
         .expect("fewer observed values than integers");
@@ -256,11 +250,16 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
     // is `info` (every ok operation is placed), and `x`, which returns no sooner, may be left
     // out instead: placing `y` here and `x` never is as legal. So the search never tries
     // every subset of concurrent deletes, or of concurrent writes nobody read.
-    let class: Vec<Option<bool>> = ops
+    #[derive(Clone, Copy, PartialEq)]
+    enum Class {
+        Delete,
+        UnobservedWrite,
+    }
+    let class: Vec<Option<Class>> = ops
         .iter()
         .map(|r| match r.kind {
-            RegKind::Delete => Some(true),
-            RegKind::Write(v) if !observed.contains(&Some(v)) => Some(false),
+            RegKind::Delete => Some(Class::Delete),
+            RegKind::Write(v) if !observed.contains(&Some(v)) => Some(Class::UnobservedWrite),
             _ => None,
         })
         .collect();
@@ -282,7 +281,7 @@ pub(crate) fn search(ops: &[RegOp<'_>], max_steps: u64) -> SearchResult {
     };
 
     let mut linearized = Bitset::new(n);
-    let mut cache: std::collections::HashSet<(Bitset, RegState)> = std::collections::HashSet::new();
+    let mut cache: HashSet<(Bitset, RegState)> = HashSet::new();
     let mut calls: Vec<(usize, RegState)> = Vec::new();
     let mut state: RegState = None;
     let is_read = |op: usize| matches!(ops[op].kind, RegKind::Read(_));

@@ -169,17 +169,14 @@ pub(crate) fn prepare<'h>(key: &str, ops: &[&'h Op]) -> Result<Vec<RegOp<'h>>, V
             info: op.kind == OpKind::Info,
         });
     }
-    let mut observed: HashSet<RegState> = HashSet::new();
-    for r in &out {
-        match r.kind {
-            RegKind::Read(v) | RegKind::Cas(v, _) => {
-                observed.insert(v);
-            }
-            _ => {}
-        }
-    }
+    let observed = observed(&out);
     out.retain(|r| !r.info || r.kind.writes().is_some_and(|s| observed.contains(&s)));
     Ok(out)
+}
+
+/// The states some operation needs (a value a read returned, a value a cas expected).
+pub(crate) fn observed(ops: &[RegOp<'_>]) -> HashSet<RegState> {
+    ops.iter().filter_map(|r| r.kind.needs()).collect()
 }
 
 /// The outcome of one search.
