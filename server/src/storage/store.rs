@@ -13,7 +13,7 @@
 //! (a read at a revision inside that window sees the key as it was then), with the newest
 //! version below that window, and collected by the next write of the key after that.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -301,18 +301,64 @@ pub struct Store {
     /// The widest history under which any stored version may have been written (see
     /// [`keys::WIDEST_RETAIN`]); 0 means every key holds at most one version.
     widest_retain: std::sync::atomic::AtomicU64,
-    /// The newest stored version (revision, is tombstone) of recently written keys, `None`
-    /// for a key known to hold none: what a write reads first to find the versions it
-    /// collects, answered without a seek for a key written before. Groups update it once
-    /// their batch is written; at most [`NEWEST_KEYS`] keys, then it starts again empty.
-    newest: std::sync::Mutex<NewestVersions>,
+    /// The live versions of recently written keys: what a write needs to know which versions
+    /// it collects, answered without reading the engine for a key written before.
+    versions: std::sync::Mutex<Remembered>,
 }
 
-/// See [`Store`]'s `newest`.
-type NewestVersions = HashMap<(NamespaceId, Bytes), Option<(Revision, bool)>>;
+/// Per key, its live stored versions, oldest first, as (revision, is tombstone): every version
+/// from the newest down to the newest one below the newest's window (`newest -
+/// retain_revisions`), as [`Store::stored_versions`] reads them; empty for a key that holds
+/// none.
+type LiveVersions = HashMap<(NamespaceId, Bytes), VecDeque<(Revision, bool)>>;
 
-/// The most keys whose newest version the store remembers.
-const NEWEST_KEYS: usize = 1 << 16;
+/// The most keys whose live versions the store remembers.
+const REMEMBERED_KEYS: usize = 1 << 16;
+
+/// The most versions the store remembers across all keys (16 bytes each; keys not rewritten
+/// keep their last window's versions), unless `retain_revisions` is large: `4 ×
+/// (retain_revisions + 1)` then, so that the versions of a few hot keys, each up to a window's
+/// worth, fit without the store starting again empty (and reading each such key's whole window
+/// again) every few groups.
+const REMEMBERED_VERSIONS: usize = 1 << 20;
+
+/// The live versions of recently written keys (see [`LiveVersions`]). Groups take the lists of
+/// the keys they write and give them back once their batch is written; past
+/// [`REMEMBERED_KEYS`] keys or the versions limit, it starts again empty.
+#[derive(Debug, Default)]
+struct Remembered {
+    keys: LiveVersions,
+    /// The versions in `keys`' lists.
+    versions: usize,
+}
+
+impl Remembered {
+    fn take(&mut self, slot: &(NamespaceId, Bytes)) -> Option<VecDeque<(Revision, bool)>> {
+        let list = self.keys.remove(slot)?;
+        self.versions -= list.len();
+        Some(list)
+    }
+
+    fn give(&mut self, lists: LiveVersions, max_versions: usize) {
+        let added: usize = lists.values().map(VecDeque::len).sum();
+        if self.keys.len() + lists.len() > REMEMBERED_KEYS
+            || self.versions.saturating_add(added) > max_versions
+        {
+            self.clear();
+        }
+        for (slot, list) in lists {
+            self.versions += list.len();
+            if let Some(old) = self.keys.insert(slot, list) {
+                self.versions -= old.len();
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.versions = 0;
+    }
+}
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -327,8 +373,8 @@ impl std::fmt::Debug for Store {
 pub struct CatalogDelta {
     catalog: Option<Catalog>,
     next_ns_id: Option<NamespaceId>,
-    /// The newest stored version of each key the group wrote.
-    newest: NewestVersions,
+    /// The live versions of each key the group wrote.
+    versions: LiveVersions,
 }
 
 /// A group of commands turned into one batch, with each command's result.
@@ -385,7 +431,7 @@ impl Store {
             applied: tokio::sync::watch::Sender::new(0),
             applied_index: std::sync::atomic::AtomicU64::new(0),
             widest_retain: std::sync::atomic::AtomicU64::new(u64::MAX),
-            newest: std::sync::Mutex::new(HashMap::new()),
+            versions: std::sync::Mutex::new(Remembered::default()),
         };
         store.load_widest_retain()?;
         if store.namespace(DEFAULT_NAMESPACE).is_none() {
@@ -532,14 +578,13 @@ impl Store {
             store: self,
             batch: WriteBatch::new(),
             overlay: HashMap::new(),
-            pending: HashMap::new(),
             dedup: HashMap::new(),
             catalog: None,
             next_ns_id: None,
             now_ms: 0,
             revision: 0,
             revisions: BTreeMap::new(),
-            newest: HashMap::new(),
+            versions: HashMap::new(),
         };
         let results = commands
             .into_iter()
@@ -574,7 +619,7 @@ impl Store {
             delta: CatalogDelta {
                 catalog: g.catalog,
                 next_ns_id: g.next_ns_id,
-                newest: g.newest,
+                versions: g.versions,
             },
         }
     }
@@ -587,23 +632,15 @@ impl Store {
         if let Some(id) = delta.next_ns_id {
             *self.next_ns_id.write().expect("next id lock poisoned") = id;
         }
-        if !delta.newest.is_empty() {
-            let mut newest = self.newest.lock().expect("newest versions lock poisoned");
-            if newest.len() + delta.newest.len() > NEWEST_KEYS {
-                newest.clear();
-            }
-            newest.extend(delta.newest);
+        if !delta.versions.is_empty() {
+            let window = usize::try_from(self.options.retain_revisions).unwrap_or(usize::MAX);
+            let max_versions = REMEMBERED_VERSIONS.max(window.saturating_add(1).saturating_mul(4));
+            self.remembered().give(delta.versions, max_versions);
         }
     }
 
-    /// The newest stored version of `key`, if the store remembers it: `Some(None)` for a key
-    /// known to hold none.
-    fn cached_newest(&self, ns: NamespaceId, key: &Bytes) -> Option<Option<(Revision, bool)>> {
-        self.newest
-            .lock()
-            .expect("newest versions lock poisoned")
-            .get(&(ns, key.clone()))
-            .copied()
+    fn remembered(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.versions.lock().expect("live versions lock poisoned")
     }
 
     /// Records that every revision up to `revision` is applied and visible.
@@ -642,10 +679,7 @@ impl Store {
     pub fn reload(&self) -> Result<(), StorageError> {
         // Forgotten first, so that nothing remembered of the replaced state outlives a reload
         // that fails part way.
-        self.newest
-            .lock()
-            .expect("newest versions lock poisoned")
-            .clear();
+        self.remembered().clear();
         let (catalog, next) = load_catalog(&*self.engine)?;
         *self.catalog.write().expect("catalog lock poisoned") = catalog;
         *self.next_ns_id.write().expect("next id lock poisoned") = next;
@@ -717,6 +751,69 @@ impl Store {
             .map(|m| m.revision)
             .max()
             .unwrap_or(0)
+    }
+
+    /// The live versions of `key` (see [`LiveVersions`]) as the engine holds them.
+    ///
+    /// Collected versions leave deletion markers in the engine until compaction, after the
+    /// key's live versions; a scan that walked into them would cost the write time in
+    /// proportion to the key's whole history (a hot key's every write). So the scan stops
+    /// where the live versions end: the key's last write, at its newest stored revision `p`,
+    /// kept every version from its horizon `p - retain` up and the newest one below it, and
+    /// collected everything older. (Versions kept under a larger `--retain-revisions` than
+    /// the current one are therefore never collected: lowering it leaves at most one old
+    /// window of versions per key behind. With no history retained, the newest version is
+    /// read if no history was ever kept, and every version otherwise: see
+    /// [`Store::load_widest_retain`].)
+    fn stored_versions(
+        &self,
+        ns: NamespaceId,
+        key: &Bytes,
+    ) -> Result<VecDeque<(Revision, bool)>, StorageError> {
+        let retain = self.options.retain_revisions;
+        // No history was ever kept: the newest stored version is the key's only one, and the
+        // versions collected before it are deletion markers not to walk into.
+        let single = self.single_version();
+        let mut versions = VecDeque::new();
+        let mut floor = None;
+        let mut failure = None;
+        self.engine.scan(
+            Cf::Data,
+            &keys::key_prefix(ns, key),
+            Some(&keys::after_key(ns, key)),
+            ReadTier::Any,
+            // Newest first.
+            &mut |k, v| {
+                let version = keys::decode_data_key(k).map(|(_, _, r)| {
+                    (
+                        r,
+                        matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)),
+                    )
+                });
+                match version {
+                    Ok(version) => {
+                        versions.push_front(version);
+                        // Without history retained, a store that ever kept some (or a
+                        // snapshot from a replica that did) may hold older versions besides
+                        // the newest, and a delete that left one would bring it back: every
+                        // version is read.
+                        let floor = *floor.get_or_insert(match retain {
+                            0 => 0,
+                            _ => version.0.saturating_sub(retain),
+                        });
+                        !single && version.0 >= floor
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            },
+        )?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(versions),
+        }
     }
 
     /// Whether every key holds at most one stored version (see [`Store::load_widest_retain`]).
@@ -819,8 +916,6 @@ struct Group<'a> {
     batch: WriteBatch,
     /// The latest state of keys written earlier in this group: `None` = deleted.
     overlay: HashMap<(NamespaceId, Bytes), Option<Item>>,
-    /// Versions written earlier in this group, oldest first, as (revision, is tombstone).
-    pending: HashMap<(NamespaceId, Bytes), Vec<(Revision, bool)>>,
     /// Dedup records written earlier in this group.
     dedup: HashMap<RequestKey, DedupRecord>,
     /// The catalog as changed by this group, if it changed it.
@@ -832,8 +927,9 @@ struct Group<'a> {
     /// The newest revision each namespace took in this group, stored once at its end rather
     /// than at every write.
     revisions: BTreeMap<NamespaceId, Revision>,
-    /// The newest stored version of each key written in this group, once it is written.
-    newest: NewestVersions,
+    /// The live versions of each key written in this group, with its writes: taken from the
+    /// store's memory (or read) at the key's first write, given back by [`Store::install`].
+    versions: LiveVersions,
 }
 
 const KIND_PUT: u32 = 1;
@@ -1004,34 +1100,31 @@ impl Group<'_> {
         self.revisions.insert(ns, revision);
         // Versions a read at a revision in [horizon, revision) may still need.
         let horizon = revision.saturating_sub(retain);
+        let slot = (ns, key.clone());
+        let mut versions = match self.versions.remove(&slot) {
+            Some(v) => v,
+            None => match self.store.remembered().take(&slot) {
+                Some(v) => v,
+                None => self.store.stored_versions(ns, &key)?,
+            },
+        };
         // A command that writes the key twice (a one-shot transaction with two operations on
         // it) writes the same version twice: the second replaces the first, which is not an
         // older version to keep or collect.
-        if let Some(p) = self.pending.get_mut(&(ns, key.clone())) {
-            p.retain(|(r, _)| *r != revision);
+        if versions.back().is_some_and(|(r, _)| *r == revision) {
+            versions.pop_back();
         }
-        let mut versions: Vec<(Revision, bool)> = self
-            .pending
-            .get(&(ns, key.clone()))
-            .cloned()
-            .unwrap_or_default();
-        versions.reverse();
-        versions.extend(self.stored_versions_to_collect(ns, &key, horizon)?);
-        // Newest first. A read at s in [horizon, revision) sees the newest version at or below
-        // s, so everything from the horizon up stays, and so does the newest version below it
-        // (with history retained): always, even when a version sits at the horizon or it is a
-        // tombstone, because `stored_versions_to_collect` relies on it.
-        let mut below_seen = false;
-        let mut collected = Vec::new();
-        for (r, _) in versions {
-            let keep = r >= horizon || (retain > 0 && !below_seen);
-            if r < horizon {
-                below_seen = true;
-            }
-            if !keep {
-                self.batch.delete(Cf::Data, keys::data_key(ns, &key, r));
-                collected.push(r);
-            }
+        // A read at s in [horizon, revision) sees the newest version at or below s, so
+        // everything from the horizon up stays, and so does the newest version below it (with
+        // history retained): always, even when a version sits at the horizon or it is a
+        // tombstone, because `Store::stored_versions` relies on it. Everything older is collected.
+        let below = versions.partition_point(|(r, _)| *r < horizon);
+        let collected = match retain {
+            0 => below,
+            _ => below.saturating_sub(1),
+        };
+        for (r, _) in versions.drain(..collected) {
+            self.batch.delete(Cf::Data, keys::data_key(ns, &key, r));
         }
         let state = match value {
             Some(value) => {
@@ -1062,102 +1155,12 @@ impl Group<'_> {
                 None
             }
         };
-        let stored = value_is_some_or_retained(&state, retain);
-        let pending = self.pending.entry((ns, key.clone())).or_default();
-        pending.retain(|(r, _)| !collected.contains(r));
-        if let Some(is_tombstone) = stored {
-            pending.push((revision, is_tombstone));
+        if let Some(is_tombstone) = value_is_some_or_retained(&state, retain) {
+            versions.push_back((revision, is_tombstone));
         }
-        self.newest
-            .insert((ns, key.clone()), stored.map(|t| (revision, t)));
+        self.versions.insert(slot, versions);
         self.overlay.insert((ns, key), state);
         Ok(revision)
-    }
-
-    /// The stored versions of `key` (newest first, with whether each is a tombstone) that a
-    /// write at `horizon` may collect: those at or below the horizon still stored.
-    ///
-    /// Collected versions leave deletion markers in the engine until compaction, after the
-    /// key's live versions; a scan that walked into them would cost the write time in
-    /// proportion to the key's whole history (a hot key's every write). So the scan stops
-    /// where the live versions end: the key's previous write, at its newest stored revision
-    /// `p`, kept every version from its horizon `p - retain` up and the newest one below it,
-    /// and collected everything older. (Versions kept under a larger `--retain-revisions`
-    /// than the current one are therefore never collected: lowering it leaves at most one old
-    /// window of versions per key behind. With no history retained, the one version below
-    /// the write is read if no history was ever kept, and every version otherwise: see
-    /// [`Store::load_widest_retain`].)
-    fn stored_versions_to_collect(
-        &self,
-        ns: NamespaceId,
-        key: &Bytes,
-        horizon: Revision,
-    ) -> Result<Vec<(Revision, bool)>, StorageError> {
-        let retain = self.store.options.retain_revisions;
-        let engine = &*self.store.engine;
-        let end = keys::after_key(ns, key);
-        let decode = |k: &[u8], v: &[u8]| {
-            keys::decode_data_key(k).map(|(_, _, r)| {
-                (
-                    r,
-                    matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)),
-                )
-            })
-        };
-        let newest = match self.store.cached_newest(ns, key) {
-            Some(known) => known,
-            None => {
-                let mut newest = None;
-                engine.scan(
-                    Cf::Data,
-                    &keys::key_prefix(ns, key),
-                    Some(&end),
-                    ReadTier::Any,
-                    &mut |k, v| {
-                        newest = Some(decode(k, v));
-                        false
-                    },
-                )?;
-                newest.transpose()?
-            }
-        };
-        let Some(newest) = newest else {
-            return Ok(Vec::new());
-        };
-        if self.store.single_version() {
-            // No history was ever kept: the newest stored version is the key's only one, and
-            // the versions collected before it are deletion markers not to walk into.
-            return Ok(vec![newest]);
-        }
-        // Without history retained, a store that ever kept some (or a snapshot from a replica
-        // that did) may hold older versions besides the newest, and a delete that left one
-        // would bring it back: every version is read.
-        let previous_horizon = match retain {
-            0 => 0,
-            _ => newest.0.saturating_sub(retain),
-        };
-        let mut versions = Vec::new();
-        let mut failure = None;
-        engine.scan(
-            Cf::Data,
-            &keys::data_key(ns, key, horizon),
-            Some(&end),
-            ReadTier::Any,
-            &mut |k, v| match decode(k, v) {
-                Ok(version) => {
-                    versions.push(version);
-                    version.0 >= previous_horizon
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            },
-        )?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(versions),
-        }
     }
 
     fn create_namespace(&mut self, spec: NamespaceSpec) -> Result<Outcome, ApplyError> {
@@ -1209,8 +1212,7 @@ impl Group<'_> {
         self.batch.delete(Cf::Meta, keys::revision_key(meta.id));
         self.revisions.remove(&meta.id);
         self.overlay.retain(|(ns, _), _| *ns != meta.id);
-        self.pending.retain(|(ns, _), _| *ns != meta.id);
-        self.newest.retain(|(ns, _), _| *ns != meta.id);
+        self.versions.retain(|(ns, _), _| *ns != meta.id);
         self.catalog().remove(&name);
         Ok(Outcome::Dropped)
     }
@@ -1516,11 +1518,11 @@ mod tests {
         assert!(store.single_version(), "a store that never kept history");
     }
 
-    /// A store whose state is replaced wholesale (a snapshot installed) forgets the newest
+    /// A store whose state is replaced wholesale (a snapshot installed) forgets the live
     /// versions it remembered: a write then reads the key's versions from the new state, and a
     /// delete without history leaves none of them behind.
     #[test]
-    fn replaced_state_forgets_the_newest_versions_it_remembered() {
+    fn replaced_state_forgets_the_versions_it_remembered() {
         let other =
             Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default()).expect("open");
         for v in ["x", "y", "z"] {
@@ -1554,6 +1556,28 @@ mod tests {
         };
         apply(&store, vec![delete]);
         assert_eq!(store.get(ns, b"k", None, ReadTier::Any).expect("get"), None);
+    }
+
+    /// The memory of live versions counts what it holds and starts again empty past its
+    /// limit, rather than growing with every key's old window.
+    #[test]
+    fn remembered_versions_stay_within_the_limit() {
+        let list = |n: u64| (1..=n).map(|r| (r, false)).collect::<VecDeque<_>>();
+        let slot = |k: &'static str| (0, Bytes::from_static(k.as_bytes()));
+        let mut m = Remembered::default();
+        m.give(
+            HashMap::from([(slot("a"), list(3)), (slot("b"), list(4))]),
+            10,
+        );
+        assert_eq!((m.keys.len(), m.versions), (2, 7));
+        assert_eq!(m.take(&slot("a")), Some(list(3)));
+        assert_eq!(m.versions, 4);
+        // 4 + 5 fits; 9 + 2 does not: it starts again with just the new list.
+        m.give(HashMap::from([(slot("a"), list(5))]), 10);
+        assert_eq!(m.versions, 9);
+        m.give(HashMap::from([(slot("c"), list(2))]), 10);
+        assert_eq!((m.keys.len(), m.versions), (1, 2));
+        assert_eq!(m.take(&slot("b")), None);
     }
 
     /// A command that writes a key twice (a one-shot transaction with two operations on it)
@@ -1752,6 +1776,13 @@ mod tests {
                 for (k, v) in &model {
                     let got = store.get(ns, k, None, ReadTier::Any).expect("get").map(|i| i.value.to_vec());
                     prop_assert_eq!(got.as_ref(), Some(v));
+                }
+                // The live versions the store remembers are the ones the engine holds.
+                let remembered = store.remembered().keys.clone();
+                let counted: usize = remembered.values().map(VecDeque::len).sum();
+                prop_assert_eq!(counted, store.remembered().versions);
+                for ((ns, k), versions) in remembered {
+                    prop_assert_eq!(&versions, &store.stored_versions(ns, &k).expect("read versions"), "key {:?}", k);
                 }
                 // Collection keeps up: a key holds at most the versions of one window and the
                 // newest one below it.
