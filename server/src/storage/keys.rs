@@ -128,6 +128,12 @@ impl StoredValue {
         }
     }
 
+    /// Whether `bytes`, written by [`StoredValue::encode`], are a tombstone: without copying
+    /// the value out.
+    pub fn is_tombstone(bytes: &[u8]) -> bool {
+        bytes == [TAG_TOMBSTONE]
+    }
+
     /// Decodes a value written by [`StoredValue::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
         match bytes.split_first() {
@@ -233,6 +239,7 @@ mod tests {
         #[test]
         fn stored_value_round_trips(v in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40))) {
             let sv = match v { Some(v) => StoredValue::Value(v), None => StoredValue::Tombstone };
+            prop_assert_eq!(StoredValue::is_tombstone(&sv.encode()), sv == StoredValue::Tombstone);
             prop_assert_eq!(StoredValue::decode(&sv.encode()).expect("decodes"), sv);
         }
     }

@@ -784,12 +784,8 @@ impl Store {
             ReadTier::Any,
             // Newest first.
             &mut |k, v| {
-                let version = keys::decode_data_key(k).map(|(_, _, r)| {
-                    (
-                        r,
-                        matches!(StoredValue::decode(v), Ok(StoredValue::Tombstone)),
-                    )
-                });
+                let version =
+                    keys::decode_data_key(k).map(|(_, _, r)| (r, StoredValue::is_tombstone(v)));
                 match version {
                     Ok(version) => {
                         versions.push_front(version);
