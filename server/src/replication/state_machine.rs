@@ -404,6 +404,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .map_err(sm_err)?;
         b.put(Cf::RaftState, SNAPSHOT.to_vec(), stored);
+        self.store.forget_versions();
         self.writer
             .write(b, true)
             .await

@@ -306,50 +306,101 @@ pub struct Store {
     versions: std::sync::Mutex<Remembered>,
 }
 
-/// Per key, its live stored versions, oldest first, as (revision, is tombstone): every version
-/// from the newest down to the newest one below the newest's window (`newest -
-/// retain_revisions`), as [`Store::stored_versions`] reads them; empty for a key that holds
-/// none.
-type LiveVersions = HashMap<(NamespaceId, Bytes), VecDeque<(Revision, bool)>>;
+/// A version as the store lists it: (revision, is tombstone).
+type Version = (Revision, bool);
+
+/// A key's live versions are every stored version from its newest down to the newest one
+/// below the newest's window (`newest - retain_revisions`); with no history retained, every
+/// stored version, or only the newest if no history was ever kept (see
+/// [`Store::load_widest_retain`]). Older stored versions are either deletion markers or were
+/// kept under a wider `--retain-revisions` and are never collected.
+///
+/// What the store knows of one key's live versions: all of them, oldest first, except those
+/// whose revision lies in `gap` (a key with a long history, see [`Known::bound`]). A write
+/// reads the part of the gap below its horizon from the engine, and the gap closes as the
+/// horizon passes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Known {
+    versions: VecDeque<Version>,
+    /// `[from, to)`: live versions with a revision in it are not in `versions`.
+    gap: Option<(Revision, Revision)>,
+}
+
+/// Versions a key's list holds at most when the store takes it back after a group (within a
+/// group, versions its writes added are not in the engine yet, so none may go into the gap); a
+/// longer one loses its middle to the gap, keeping its oldest half (the next to collect) and
+/// its newest version. Above a window of the
+/// default `--retain-revisions`, so that with the defaults a hot key never reads the engine.
+const MAX_LISTED: usize = if cfg!(test) { 3 } else { 1 << 14 };
+
+/// Versions read from the newest down when a key is not remembered; if its live versions go
+/// on below them, only the ones at or below the write's horizon are read besides.
+const FILL_NEWEST: usize = if cfg!(test) { 2 } else { 256 };
+
+impl Known {
+    /// Keeps at most [`MAX_LISTED`] versions: the oldest half and the newest, with a gap
+    /// between (merged with the gap it had, which lies above the oldest ones kept).
+    fn bound(&mut self) {
+        if self.versions.len() <= MAX_LISTED {
+            return;
+        }
+        let below_gap = match self.gap {
+            Some((from, _)) => self.versions.partition_point(|(r, _)| *r < from),
+            None => self.versions.len(),
+        };
+        let keep = below_gap.min(MAX_LISTED / 2);
+        let from = match (keep < below_gap, self.gap) {
+            (false, Some((from, _))) => from,
+            _ => self.versions[keep.saturating_sub(1)].0 + 1,
+        };
+        let Some(newest) = self.versions.pop_back() else {
+            return;
+        };
+        self.versions.truncate(keep);
+        self.versions.push_back(newest);
+        self.versions.shrink_to_fit();
+        self.gap = (from < newest.0).then_some((from, newest.0));
+    }
+}
+
+/// The store's knowledge of keys' live versions, by key.
+type KnownVersions = HashMap<(NamespaceId, Bytes), Known>;
 
 /// The most keys whose live versions the store remembers.
 const REMEMBERED_KEYS: usize = 1 << 16;
 
-/// The most versions the store remembers across all keys (16 bytes each; keys not rewritten
-/// keep their last window's versions), unless `retain_revisions` is large: `4 ×
-/// (retain_revisions + 1)` then, so that the versions of a few hot keys, each up to a window's
-/// worth, fit without the store starting again empty (and reading each such key's whole window
-/// again) every few groups.
-const REMEMBERED_VERSIONS: usize = 1 << 20;
+/// The most versions the store remembers across all keys, 16 bytes each (plus the maps'
+/// own): 64 lists of the longest.
+const REMEMBERED_VERSIONS: usize = 64 * MAX_LISTED;
 
-/// The live versions of recently written keys (see [`LiveVersions`]). Groups take the lists of
-/// the keys they write and give them back once their batch is written; past
-/// [`REMEMBERED_KEYS`] keys or the versions limit, it starts again empty.
+/// The live versions of recently written keys (see [`Known`]). Groups take the lists of the
+/// keys they write and give them back once their batch is written; past [`REMEMBERED_KEYS`]
+/// keys or [`REMEMBERED_VERSIONS`] versions, it starts again empty.
 #[derive(Debug, Default)]
 struct Remembered {
-    keys: LiveVersions,
+    keys: KnownVersions,
     /// The versions in `keys`' lists.
     versions: usize,
 }
 
 impl Remembered {
-    fn take(&mut self, slot: &(NamespaceId, Bytes)) -> Option<VecDeque<(Revision, bool)>> {
-        let list = self.keys.remove(slot)?;
-        self.versions -= list.len();
-        Some(list)
+    fn take(&mut self, slot: &(NamespaceId, Bytes)) -> Option<Known> {
+        let known = self.keys.remove(slot)?;
+        self.versions -= known.versions.len();
+        Some(known)
     }
 
-    fn give(&mut self, lists: LiveVersions, max_versions: usize) {
-        let added: usize = lists.values().map(VecDeque::len).sum();
+    fn give(&mut self, lists: KnownVersions, max_versions: usize) {
+        let added: usize = lists.values().map(|k| k.versions.len()).sum();
         if self.keys.len() + lists.len() > REMEMBERED_KEYS
             || self.versions.saturating_add(added) > max_versions
         {
             self.clear();
         }
-        for (slot, list) in lists {
-            self.versions += list.len();
-            if let Some(old) = self.keys.insert(slot, list) {
-                self.versions -= old.len();
+        for (slot, known) in lists {
+            self.versions += known.versions.len();
+            if let Some(old) = self.keys.insert(slot, known) {
+                self.versions -= old.versions.len();
             }
         }
     }
@@ -374,7 +425,7 @@ pub struct CatalogDelta {
     catalog: Option<Catalog>,
     next_ns_id: Option<NamespaceId>,
     /// The live versions of each key the group wrote.
-    versions: LiveVersions,
+    versions: KnownVersions,
 }
 
 /// A group of commands turned into one batch, with each command's result.
@@ -633,9 +684,12 @@ impl Store {
             *self.next_ns_id.write().expect("next id lock poisoned") = id;
         }
         if !delta.versions.is_empty() {
-            let window = usize::try_from(self.options.retain_revisions).unwrap_or(usize::MAX);
-            let max_versions = REMEMBERED_VERSIONS.max(window.saturating_add(1).saturating_mul(4));
-            self.remembered().give(delta.versions, max_versions);
+            let mut lists = delta.versions;
+            // Only now that the batch is written: a gap stands for versions in the engine.
+            for known in lists.values_mut() {
+                known.bound();
+            }
+            self.remembered().give(lists, REMEMBERED_VERSIONS);
         }
     }
 
@@ -674,12 +728,17 @@ impl Store {
         self.applied.subscribe()
     }
 
+    /// Forgets the versions remembered of recently written keys: called before the state
+    /// machine's data is replaced wholesale, so that nothing remembered of the old state
+    /// outlives a replacement that fails part way.
+    pub fn forget_versions(&self) {
+        self.remembered().clear();
+    }
+
     /// Reloads the catalog from the engine, after the state machine was replaced wholesale
     /// (a snapshot was installed).
     pub fn reload(&self) -> Result<(), StorageError> {
-        // Forgotten first, so that nothing remembered of the replaced state outlives a reload
-        // that fails part way.
-        self.remembered().clear();
+        self.forget_versions();
         let (catalog, next) = load_catalog(&*self.engine)?;
         *self.catalog.write().expect("catalog lock poisoned") = catalog;
         *self.next_ns_id.write().expect("next id lock poisoned") = next;
@@ -753,7 +812,40 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// The live versions of `key` (see [`LiveVersions`]) as the engine holds them.
+    /// Visits `key`'s stored versions, newest first, from revision `start` down (from the
+    /// newest with `None`), until `visit` returns false.
+    fn scan_versions(
+        &self,
+        ns: NamespaceId,
+        key: &Bytes,
+        start: Option<Revision>,
+        visit: &mut dyn FnMut(Version) -> bool,
+    ) -> Result<(), StorageError> {
+        let from = match start {
+            Some(r) => keys::data_key(ns, key, r),
+            None => keys::key_prefix(ns, key),
+        };
+        let mut failure = None;
+        self.engine.scan(
+            Cf::Data,
+            &from,
+            Some(&keys::after_key(ns, key)),
+            ReadTier::Any,
+            &mut |k, v| match keys::decode_data_key(k) {
+                Ok((_, _, r)) => visit((r, StoredValue::is_tombstone(v))),
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            },
+        )?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The newest `limit` of `key`'s live versions (see [`Known`]), oldest first; whether
+    /// they are all of them; and the key's floor (its newest revision less
+    /// `retain_revisions`, below which only one live version remains), `None` for a key
+    /// without versions.
     ///
     /// Collected versions leave deletion markers in the engine until compaction, after the
     /// key's live versions; a scan that walked into them would cost the write time in
@@ -762,54 +854,104 @@ impl Store {
     /// kept every version from its horizon `p - retain` up and the newest one below it, and
     /// collected everything older. (Versions kept under a larger `--retain-revisions` than
     /// the current one are therefore never collected: lowering it leaves at most one old
-    /// window of versions per key behind. With no history retained, the newest version is
-    /// read if no history was ever kept, and every version otherwise: see
-    /// [`Store::load_widest_retain`].)
-    fn stored_versions(
+    /// window of versions per key behind.)
+    fn newest_live(
         &self,
         ns: NamespaceId,
         key: &Bytes,
-    ) -> Result<VecDeque<(Revision, bool)>, StorageError> {
+        limit: usize,
+    ) -> Result<(VecDeque<Version>, bool, Option<Revision>), StorageError> {
         let retain = self.options.retain_revisions;
         // No history was ever kept: the newest stored version is the key's only one, and the
         // versions collected before it are deletion markers not to walk into.
         let single = self.single_version();
         let mut versions = VecDeque::new();
         let mut floor = None;
-        let mut failure = None;
-        self.engine.scan(
-            Cf::Data,
-            &keys::key_prefix(ns, key),
-            Some(&keys::after_key(ns, key)),
-            ReadTier::Any,
-            // Newest first.
-            &mut |k, v| {
-                let version =
-                    keys::decode_data_key(k).map(|(_, _, r)| (r, StoredValue::is_tombstone(v)));
-                match version {
-                    Ok(version) => {
-                        versions.push_front(version);
-                        // Without history retained, a store that ever kept some (or a
-                        // snapshot from a replica that did) may hold older versions besides
-                        // the newest, and a delete that left one would bring it back: every
-                        // version is read.
-                        let floor = *floor.get_or_insert(match retain {
-                            0 => 0,
-                            _ => version.0.saturating_sub(retain),
-                        });
-                        !single && version.0 >= floor
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        false
-                    }
-                }
-            },
-        )?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(versions),
+        let mut all = true;
+        self.scan_versions(ns, key, None, &mut |version| {
+            if versions.len() == limit {
+                all = false;
+                return false;
+            }
+            versions.push_front(version);
+            // Without history retained, a store that ever kept some (or a snapshot from a
+            // replica that did) may hold older versions besides the newest, and a delete that
+            // left one would bring it back: every version is live.
+            let floor = *floor.get_or_insert(match retain {
+                0 => 0,
+                _ => version.0.saturating_sub(retain),
+            });
+            !single && version.0 >= floor
+        })?;
+        Ok((versions, all, floor))
+    }
+
+    /// What a write at `horizon` needs to know of `key`'s live versions, read from the
+    /// engine: the newest [`FILL_NEWEST`] and, if the live versions go on below them, all
+    /// those at or below the horizon, leaving the ones between in the gap.
+    fn stored_versions(
+        &self,
+        ns: NamespaceId,
+        key: &Bytes,
+        horizon: Revision,
+    ) -> Result<Known, StorageError> {
+        let (newest, all, floor) = self.newest_live(ns, key, FILL_NEWEST)?;
+        let oldest_read = newest.front().map(|(r, _)| *r);
+        let (Some(floor), Some(oldest_read), false) = (floor, oldest_read, all) else {
+            return Ok(Known {
+                versions: newest,
+                gap: None,
+            });
+        };
+        // The horizon is above the floor (a write's horizon is above the horizon of the key's
+        // previous write), so everything read here is live: the versions from the floor up
+        // and the newest one below it.
+        let top = horizon.min(oldest_read - 1);
+        let mut versions = VecDeque::new();
+        self.scan_versions(ns, key, Some(top), &mut |version| {
+            versions.push_front(version);
+            version.0 >= floor
+        })?;
+        versions.extend(newest);
+        let mut known = Known {
+            versions,
+            gap: (top + 1 < oldest_read).then_some((top + 1, oldest_read)),
+        };
+        known.bound();
+        Ok(known)
+    }
+
+    /// Reads into `known` the live versions of its gap below `horizon`, so that it lists every
+    /// version a write at `horizon` may collect or keep as the newest below the horizon.
+    fn fill_gap(
+        &self,
+        ns: NamespaceId,
+        key: &Bytes,
+        known: &mut Known,
+        horizon: Revision,
+    ) -> Result<(), StorageError> {
+        let Some((from, to)) = known.gap else {
+            return Ok(());
+        };
+        if from >= horizon {
+            return Ok(());
         }
+        let upto = horizon.min(to);
+        let mut found = Vec::new();
+        self.scan_versions(ns, key, Some(upto - 1), &mut |version| {
+            let inside = version.0 >= from;
+            if inside {
+                found.push(version);
+            }
+            inside
+        })?;
+        let at = known.versions.partition_point(|(r, _)| *r < from);
+        for version in found {
+            // Newest first, each inserted below the one before.
+            known.versions.insert(at, version);
+        }
+        known.gap = (upto < to).then_some((upto, to));
+        Ok(())
     }
 
     /// Whether every key holds at most one stored version (see [`Store::load_widest_retain`]).
@@ -925,7 +1067,7 @@ struct Group<'a> {
     revisions: BTreeMap<NamespaceId, Revision>,
     /// The live versions of each key written in this group, with its writes: taken from the
     /// store's memory (or read) at the key's first write, given back by [`Store::install`].
-    versions: LiveVersions,
+    versions: KnownVersions,
 }
 
 const KIND_PUT: u32 = 1;
@@ -1097,13 +1239,16 @@ impl Group<'_> {
         // Versions a read at a revision in [horizon, revision) may still need.
         let horizon = revision.saturating_sub(retain);
         let slot = (ns, key.clone());
-        let mut versions = match self.versions.remove(&slot) {
-            Some(v) => v,
-            None => match self.store.remembered().take(&slot) {
-                Some(v) => v,
-                None => self.store.stored_versions(ns, &key)?,
-            },
+        let taken = match self.versions.remove(&slot) {
+            Some(known) => Some(known),
+            None => self.store.remembered().take(&slot),
         };
+        let mut known = match taken {
+            Some(known) => known,
+            None => self.store.stored_versions(ns, &key, horizon)?,
+        };
+        self.store.fill_gap(ns, &key, &mut known, horizon)?;
+        let versions = &mut known.versions;
         // A command that writes the key twice (a one-shot transaction with two operations on
         // it) writes the same version twice: the second replaces the first, which is not an
         // older version to keep or collect.
@@ -1113,7 +1258,8 @@ impl Group<'_> {
         // A read at s in [horizon, revision) sees the newest version at or below s, so
         // everything from the horizon up stays, and so does the newest version below it (with
         // history retained): always, even when a version sits at the horizon or it is a
-        // tombstone, because `Store::stored_versions` relies on it. Everything older is collected.
+        // tombstone, because the reads of live versions rely on it (`Store::newest_live`).
+        // Everything older is collected.
         let below = versions.partition_point(|(r, _)| *r < horizon);
         let collected = match retain {
             0 => below,
@@ -1152,9 +1298,14 @@ impl Group<'_> {
             }
         };
         if let Some(is_tombstone) = value_is_some_or_retained(&state, retain) {
-            versions.push_back((revision, is_tombstone));
+            known.versions.push_back((revision, is_tombstone));
         }
-        self.versions.insert(slot, versions);
+        if known.versions.capacity() > 2 * known.versions.len() + 16 {
+            // A long list collected at once (a write without history after a store that kept
+            // some) would otherwise keep its room.
+            known.versions.shrink_to_fit();
+        }
+        self.versions.insert(slot, known);
         self.overlay.insert((ns, key), state);
         Ok(revision)
     }
@@ -1340,6 +1491,34 @@ mod tests {
             .namespace(DEFAULT_NAMESPACE)
             .expect("default exists")
             .id
+    }
+
+    /// Every remembered list is what the engine holds outside its gap, within the length
+    /// limit, and the count of remembered versions is right.
+    fn remembered_matches_engine(store: &Store) -> Result<(), String> {
+        let remembered = store.remembered().keys.clone();
+        let counted: usize = remembered.values().map(|k| k.versions.len()).sum();
+        if counted != store.remembered().versions {
+            return Err(format!(
+                "{counted} versions remembered, counted as {}",
+                store.remembered().versions
+            ));
+        }
+        for ((ns, k), known) in remembered {
+            let (live, all, _) = store
+                .newest_live(ns, &k, usize::MAX)
+                .map_err(|e| e.to_string())?;
+            let listed: VecDeque<Version> = live
+                .into_iter()
+                .filter(|(r, _)| known.gap.is_none_or(|(from, to)| *r < from || *r >= to))
+                .collect();
+            if !all || known.versions != listed || known.versions.len() > MAX_LISTED {
+                return Err(format!(
+                    "key {k:?}: remembered {known:?}, the engine has {listed:?} outside the gap"
+                ));
+            }
+        }
+        Ok(())
     }
 
     #[test]
@@ -1558,7 +1737,10 @@ mod tests {
     /// limit, rather than growing with every key's old window.
     #[test]
     fn remembered_versions_stay_within_the_limit() {
-        let list = |n: u64| (1..=n).map(|r| (r, false)).collect::<VecDeque<_>>();
+        let list = |n: u64| Known {
+            versions: (1..=n).map(|r| (r, false)).collect(),
+            gap: None,
+        };
         let slot = |k: &'static str| (0, Bytes::from_static(k.as_bytes()));
         let mut m = Remembered::default();
         m.give(
@@ -1574,6 +1756,90 @@ mod tests {
         m.give(HashMap::from([(slot("c"), list(2))]), 10);
         assert_eq!((m.keys.len(), m.versions), (1, 2));
         assert_eq!(m.take(&slot("b")), None);
+    }
+
+    /// A key whose list lost its middle to the gap reads the gap's versions below each write's
+    /// horizon, collects as if it had remembered them, and keeps reading history right.
+    #[test]
+    fn a_gap_is_read_as_the_horizon_reaches_it() {
+        let options = StoreOptions {
+            retain_revisions: 5,
+            ..Default::default()
+        };
+        let store = Store::open(Arc::new(MemoryEngine::new()), options).expect("open");
+        let ns = ns_id(&store);
+        let slot = (ns, Bytes::from_static(b"k"));
+        let known = |store: &Store| store.remembered().keys.get(&slot).cloned();
+        let listed = |rs: &[u64]| rs.iter().map(|r| (*r, false)).collect::<VecDeque<_>>();
+        for v in 1..=6 {
+            apply(&store, vec![put("k", &v.to_string())]);
+            remembered_matches_engine(&store).expect("remembered");
+        }
+        // Six versions, within the window: the oldest and the newest stay listed.
+        assert_eq!(
+            known(&store),
+            Some(Known {
+                versions: listed(&[1, 6]),
+                gap: Some((2, 6))
+            })
+        );
+        // Horizon 2: the gap starts there, nothing below it to read.
+        apply(&store, vec![put("k", "7")]);
+        assert_eq!(
+            known(&store),
+            Some(Known {
+                versions: listed(&[1, 6, 7]),
+                gap: Some((2, 6))
+            })
+        );
+        // One group: at horizon 3, version 2 is read from the gap (1 is collected, 2 is the
+        // newest below the horizon); at horizon 4, version 3 (2 is collected). The group
+        // leaves [3, 6, 7, 8, 9] with the gap [4, 6): too many, so [3, 9].
+        apply(&store, vec![put("k", "8"), put("k", "9")]);
+        assert_eq!(
+            known(&store),
+            Some(Known {
+                versions: listed(&[3, 9]),
+                gap: Some((4, 9))
+            })
+        );
+        remembered_matches_engine(&store).expect("remembered");
+        for at in 3..=9 {
+            let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
+            assert_eq!(
+                got.map(|i| i.value),
+                Some(Bytes::from(at.to_string())),
+                "at {at}"
+            );
+        }
+        for at in 1..=2 {
+            let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
+            assert_eq!(got, None, "version {at} was collected");
+        }
+    }
+
+    /// A list longer than [`MAX_LISTED`] keeps its oldest half and its newest version, and
+    /// the versions between join the gap, merged with the one it had.
+    #[test]
+    fn a_long_list_keeps_its_ends_and_gaps_the_middle() {
+        let known = |rs: &[u64], gap| Known {
+            versions: rs.iter().map(|r| (*r, false)).collect(),
+            gap,
+        };
+        // MAX_LISTED is 3 in tests: the oldest one (3 / 2) and the newest stay.
+        let mut k = known(&[1, 4, 6, 9], None);
+        k.bound();
+        assert_eq!(k, known(&[1, 9], Some((2, 9))));
+        let mut k = known(&[1, 4, 20, 21], Some((5, 20)));
+        k.bound();
+        assert_eq!(k, known(&[1, 21], Some((2, 21))));
+        // A gap below every listed version stays where it starts.
+        let mut k = known(&[10, 11, 12, 13], Some((2, 10)));
+        k.bound();
+        assert_eq!(k, known(&[13], Some((2, 13))));
+        let mut k = known(&[1, 2, 3], None);
+        k.bound();
+        assert_eq!(k, known(&[1, 2, 3], None));
     }
 
     /// A command that writes a key twice (a one-shot transaction with two operations on it)
@@ -1774,11 +2040,8 @@ mod tests {
                     prop_assert_eq!(got.as_ref(), Some(v));
                 }
                 // The live versions the store remembers are the ones the engine holds.
-                let remembered = store.remembered().keys.clone();
-                let counted: usize = remembered.values().map(VecDeque::len).sum();
-                prop_assert_eq!(counted, store.remembered().versions);
-                for ((ns, k), versions) in remembered {
-                    prop_assert_eq!(&versions, &store.stored_versions(ns, &k).expect("read versions"), "key {:?}", k);
+                if let Err(e) = remembered_matches_engine(&store) {
+                    prop_assert!(false, "{}", e);
                 }
                 // Collection keeps up: a key holds at most the versions of one window and the
                 // newest one below it.
