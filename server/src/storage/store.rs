@@ -888,7 +888,8 @@ impl Store {
 
     /// What a write at `horizon` needs to know of `key`'s live versions, read from the
     /// engine: the newest [`FILL_NEWEST`] and, if the live versions go on below them, all
-    /// those at or below the horizon, leaving the ones between in the gap.
+    /// those at or below the horizon, leaving the ones between in the gap. (Bounded, like
+    /// every list, when the store takes it back after the group.)
     fn stored_versions(
         &self,
         ns: NamespaceId,
@@ -903,8 +904,8 @@ impl Store {
                 gap: None,
             });
         };
-        // The horizon is above the floor (a write's horizon is above the horizon of the key's
-        // previous write), so everything read here is live: the versions from the floor up
+        // The horizon is at or above the floor (a write's horizon is above the horizon of the
+        // key's previous write, or both are 0), so everything read here is live: the versions from the floor up
         // and the newest one below it.
         let top = horizon.min(oldest_read - 1);
         let mut versions = VecDeque::new();
@@ -913,12 +914,10 @@ impl Store {
             version.0 >= floor
         })?;
         versions.extend(newest);
-        let mut known = Known {
+        Ok(Known {
             versions,
             gap: (top + 1 < oldest_read).then_some((top + 1, oldest_read)),
-        };
-        known.bound();
-        Ok(known)
+        })
     }
 
     /// Reads into `known` the live versions of its gap below `horizon`, so that it lists every
@@ -946,10 +945,10 @@ impl Store {
             inside
         })?;
         let at = known.versions.partition_point(|(r, _)| *r < from);
-        for version in found {
-            // Newest first, each inserted below the one before.
-            known.versions.insert(at, version);
-        }
+        let above = known.versions.split_off(at);
+        // Found newest first.
+        known.versions.extend(found.into_iter().rev());
+        known.versions.extend(above);
         known.gap = (upto < to).then_some((upto, to));
         Ok(())
     }
@@ -1816,6 +1815,62 @@ mod tests {
             let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
             assert_eq!(got, None, "version {at} was collected");
         }
+    }
+
+    /// Lowering the history across a restart leaves the versions kept under the wider one
+    /// alone (below the live ones), and what the store remembers and collects stays true to
+    /// the engine, for a key read afresh with a gap.
+    #[test]
+    fn a_narrower_history_after_a_restart_collects_only_live_versions() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let with = |retain| StoreOptions {
+            retain_revisions: retain,
+            ..Default::default()
+        };
+        let store = Store::open(engine.clone(), with(10)).expect("open");
+        for v in 1..=10 {
+            apply(&store, vec![put("k", &v.to_string())]);
+        }
+        drop(store);
+        let store = Store::open(engine.clone(), with(2)).expect("reopen");
+        let ns = ns_id(&store);
+        let stored = |store: &Store| {
+            let mut n = 0;
+            store
+                .scan_versions(ns, &Bytes::from_static(b"k"), None, &mut |_| {
+                    n += 1;
+                    true
+                })
+                .expect("scan");
+            n
+        };
+        // Revision 11, horizon 9: the live versions are 10 down to 7 (the newest below 10's
+        // floor of 8), read afresh as the 2 newest and then 8 down; 7 is collected, 8 stays as
+        // the newest below the horizon. 1..=6, kept under the wider history, stay. The lists
+        // of at most 3 versions gap from here on.
+        for v in 11..=14 {
+            apply(&store, vec![put("k", &v.to_string())]);
+            remembered_matches_engine(&store).expect("remembered");
+        }
+        // 14's window is [12, 14], plus 11 below it; 1..=6 stay.
+        assert_eq!(stored(&store), 6 + 4);
+        for at in 11..=14 {
+            let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
+            assert_eq!(
+                got.map(|i| i.value),
+                Some(Bytes::from(at.to_string())),
+                "at {at}"
+            );
+        }
+        drop(store);
+        // Read afresh again with a write far ahead: every live version is read and all but
+        // the newest below the horizon collected.
+        let store = Store::open(engine, with(2)).expect("reopen");
+        apply_at(&store, vec![(30, put("k", "30"))]);
+        remembered_matches_engine(&store).expect("remembered");
+        assert_eq!(stored(&store), 6 + 2);
+        let got = store.get(ns, b"k", Some(29), ReadTier::Any).expect("get");
+        assert_eq!(got.map(|i| i.value), Some(Bytes::from_static(b"14")));
     }
 
     /// A list longer than [`MAX_LISTED`] keeps its oldest half and its newest version, and
