@@ -75,7 +75,8 @@ pub struct ServeArgs {
     /// The shortest election timeout in milliseconds (default 1000; the longest is twice it).
     #[arg(long, env = "DIALKV_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
-    /// Take a snapshot (and compact the log) every this many entries (default 10000).
+    /// Take a snapshot (and compact the log) after about this many entries (default 10000;
+    /// each replica waits up to half as many again, by its id, so that not all build at once).
     #[arg(long, env = "DIALKV_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
     /// How long a write waits to commit before its outcome is reported unknown, in
