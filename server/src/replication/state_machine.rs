@@ -496,6 +496,20 @@ mod tests {
         StateMachine::new(Arc::new(store), writer)
     }
 
+    /// A state machine over a fresh engine that applied puts of `a` and `b` at entries 1 and 2.
+    async fn machine_with_two_puts() -> (Arc<dyn Engine>, StateMachine) {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let mut sm = machine(&engine);
+        sm.applied_state().await.expect("applied state");
+        sm.apply(vec![
+            normal(1, put(DEFAULT_NAMESPACE, "a")),
+            normal(2, put(DEFAULT_NAMESPACE, "b")),
+        ])
+        .await
+        .expect("apply");
+        (engine, sm)
+    }
+
     fn put_revision(r: &Response) -> u64 {
         match r {
             Response::Applied(Outcome::Put { revision }) => *revision,
@@ -598,15 +612,7 @@ mod tests {
     /// revision record) counts on from its applied index.
     #[tokio::test]
     async fn a_state_machine_without_a_revision_record_counts_on_from_its_index() {
-        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-        let mut sm = machine(&engine);
-        sm.applied_state().await.expect("applied state");
-        sm.apply(vec![
-            normal(1, put(DEFAULT_NAMESPACE, "a")),
-            normal(2, put(DEFAULT_NAMESPACE, "b")),
-        ])
-        .await
-        .expect("apply");
+        let (engine, _) = machine_with_two_puts().await;
         let mut b = WriteBatch::new();
         b.delete(Cf::Meta, REVISION.to_vec());
         engine.write(b, true).expect("drop the revision record");
@@ -637,15 +643,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_built_snapshot_installs_elsewhere() {
         use openraft::storage::RaftSnapshotBuilder;
-        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-        let mut sm = machine(&engine);
-        sm.applied_state().await.expect("applied state");
-        sm.apply(vec![
-            normal(1, put(DEFAULT_NAMESPACE, "a")),
-            normal(2, put(DEFAULT_NAMESPACE, "b")),
-        ])
-        .await
-        .expect("apply");
+        let (_, mut sm) = machine_with_two_puts().await;
         let built = sm.build_snapshot().await.expect("build");
         assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(2));
 

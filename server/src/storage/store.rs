@@ -329,8 +329,8 @@ struct Known {
 /// Versions a key's list holds at most when the store takes it back after a group (within a
 /// group, versions its writes added are not in the engine yet, so none may go into the gap); a
 /// longer one loses its middle to the gap, keeping its oldest half (the next to collect) and
-/// its newest version. Above a window of the
-/// default `--retain-revisions`, so that with the defaults a hot key never reads the engine.
+/// its newest version. More than a window of the default `--retain-revisions`, so that with
+/// the defaults a hot key never reads the engine.
 const MAX_LISTED: usize = if cfg!(test) { 3 } else { 1 << 14 };
 
 /// Versions read from the newest down when a key is not remembered; if its live versions go
@@ -1485,6 +1485,29 @@ mod tests {
         }
     }
 
+    /// Key `k` of the default namespace, read at each revision of `revisions`, has the value
+    /// written at that revision (its number).
+    fn reads_what_each_revision_wrote(store: &Store, revisions: std::ops::RangeInclusive<u64>) {
+        let ns = ns_id(store);
+        for at in revisions {
+            let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
+            assert_eq!(
+                got.map(|i| i.value),
+                Some(Bytes::from(at.to_string())),
+                "at {at}"
+            );
+        }
+    }
+
+    /// A store on a memory engine keeping `retain` revisions of history.
+    fn with_history(retain: u64) -> Store {
+        let options = StoreOptions {
+            retain_revisions: retain,
+            ..Default::default()
+        };
+        Store::open(Arc::new(MemoryEngine::new()), options).expect("open")
+    }
+
     fn ns_id(store: &Store) -> NamespaceId {
         store
             .namespace(DEFAULT_NAMESPACE)
@@ -1611,11 +1634,7 @@ mod tests {
 
     #[test]
     fn retained_history_is_readable_and_collected_behind_the_window() {
-        let options = StoreOptions {
-            retain_revisions: 2,
-            ..Default::default()
-        };
-        let store = Store::open(Arc::new(MemoryEngine::new()), options).expect("open");
+        let store = with_history(2);
         let ns = ns_id(&store);
         let at = |r| {
             store
@@ -1761,11 +1780,7 @@ mod tests {
     /// horizon, collects as if it had remembered them, and keeps reading history right.
     #[test]
     fn a_gap_is_read_as_the_horizon_reaches_it() {
-        let options = StoreOptions {
-            retain_revisions: 5,
-            ..Default::default()
-        };
-        let store = Store::open(Arc::new(MemoryEngine::new()), options).expect("open");
+        let store = with_history(5);
         let ns = ns_id(&store);
         let slot = (ns, Bytes::from_static(b"k"));
         let known = |store: &Store| store.remembered().keys.get(&slot).cloned();
@@ -1803,14 +1818,7 @@ mod tests {
             })
         );
         remembered_matches_engine(&store).expect("remembered");
-        for at in 3..=9 {
-            let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
-            assert_eq!(
-                got.map(|i| i.value),
-                Some(Bytes::from(at.to_string())),
-                "at {at}"
-            );
-        }
+        reads_what_each_revision_wrote(&store, 3..=9);
         for at in 1..=2 {
             let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
             assert_eq!(got, None, "version {at} was collected");
@@ -1854,14 +1862,7 @@ mod tests {
         }
         // 14's window is [12, 14], plus 11 below it; 1..=6 stay.
         assert_eq!(stored(&store), 6 + 4);
-        for at in 11..=14 {
-            let got = store.get(ns, b"k", Some(at), ReadTier::Any).expect("get");
-            assert_eq!(
-                got.map(|i| i.value),
-                Some(Bytes::from(at.to_string())),
-                "at {at}"
-            );
-        }
+        reads_what_each_revision_wrote(&store, 11..=14);
         drop(store);
         // Read afresh again with a write far ahead: every live version is read and all but
         // the newest below the horizon collected.
