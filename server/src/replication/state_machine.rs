@@ -121,7 +121,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         // Reading and encoding the whole state machine takes a CPU for a good part of a second
         // with a few hundred thousand records: all of it on a blocking thread, none on the
-        // async runtime (where it stalled every request sharing the worker), and each record
+        // async runtime (where it held up the tasks sharing that worker), and each record
         // encoded from where the dump holds it rather than copied first.
         let engine = self.store.engine().clone();
         let (meta, data, stored) = tokio::task::spawn_blocking(move || {
