@@ -302,18 +302,18 @@ impl<'a, 'h> Starving<'a, 'h> {
 
     fn count(&mut self, i: usize, add: i32) {
         let r = &self.ops[i];
-        let mut touched = Vec::with_capacity(2);
-        if let Some(s) = r.kind.writes() {
+        let produces = r.kind.writes();
+        let needs = r.kind.needs().filter(|_| !r.info);
+        if let Some(s) = produces {
             let n = self.producers.entry(s).or_default();
             *n = n.checked_add_signed(add).expect("counts follow the search");
-            touched.push(s);
         }
-        if let Some(s) = r.kind.needs().filter(|_| !r.info) {
+        if let Some(s) = needs {
             let n = self.needers.entry(s).or_default();
             *n = n.checked_add_signed(add).expect("counts follow the search");
-            touched.push(s);
         }
-        for s in touched {
+        // Without a list per call: this runs at every step of the search.
+        for s in [produces, needs].into_iter().flatten() {
             let needed = self.needers.get(&s).is_some_and(|&n| n > 0);
             let produced = self.producers.get(&s).is_some_and(|&n| n > 0);
             if needed && !produced {
