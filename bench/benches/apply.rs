@@ -4,9 +4,10 @@
 //! group's batch unsynced, as the state machine does, over a RocksDB store already holding
 //! 200,000 writes of a skewed key space (so memtables are as deep as in a benchmark run).
 //!
-//! The variants isolate the parts of a put's apply: the server's defaults (a request id, so a
-//! dedup lookup and record, and 10,000 revisions of history, so versions to collect); no
-//! request id; no history. Compare them with each other within one run.
+//! The variants isolate the parts of a put's apply: the server's defaults (a request id from
+//! one of 64 clients, so a dedup lookup and records, and 10,000 revisions of history, so
+//! versions to collect); no request id; no history. Compare them with each other within one
+//! run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,8 @@ use dialkv_server::storage::Engine;
 const KEYS: u64 = 10_000;
 const PRELOAD: u64 = 200_000;
 const GROUP: u64 = 64;
+/// Clients whose requests (each with its own request ids) make up the groups.
+const CLIENTS: u64 = 64;
 
 /// A store with `retain` revisions of history, and the state to keep writing to it.
 struct Fixture {
@@ -72,12 +75,15 @@ impl Fixture {
 
     fn apply_group(&mut self) {
         let mut commands = Vec::with_capacity(GROUP as usize);
+        // A group every few milliseconds, as at ten thousand puts a second.
+        let at_ms = 1_000 + self.revision / 10;
         for _ in 0..GROUP {
             self.revision += 1;
             self.seq += 1;
+            // Requests of CLIENTS clients in turn, each numbering its own from 1.
             let request = self.request_ids.then_some(RequestKey {
-                client_id: 7,
-                seq: self.seq,
+                client_id: 1 + self.seq % CLIENTS,
+                seq: 1 + self.seq / CLIENTS,
             });
             commands.push(Stamped {
                 command: Command::Put {
@@ -87,7 +93,7 @@ impl Fixture {
                     request,
                 },
                 revision: self.revision,
-                at_ms: 1_000,
+                at_ms,
             });
         }
         let group = self.store.apply_group(commands);
