@@ -44,10 +44,24 @@ impl RocksEngine {
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        let cfs = Cf::ALL.iter().map(|cf| {
-            let mut cf_opts = Options::default();
+        let mut cfs = Vec::with_capacity(Cf::ALL.len());
+        for cf in Cf::ALL {
+            let mut cf_opts = match cf {
+                // A request's two dedup records go to two places in the memtable: its
+                // client's records (`[kind][client id][seq]`) and the records of its
+                // millisecond (`[kind][time][client id][seq]`). Both streams are written in
+                // order within their first nine bytes, so an insert that starts its search
+                // where the last one of the same nine bytes went finds its place at once,
+                // rather than searching the whole memtable from the top.
+                Cf::Dedup => Options::default()
+                    .get_options_from_string(
+                        "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.9",
+                    )
+                    .map_err(engine_err)?,
+                _ => Options::default(),
+            };
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            if *cf == Cf::Dedup {
+            if cf == Cf::Dedup {
                 // Every write with a request id looks its id up first, and a new id is found
                 // nowhere: bloom filters on the memtable and the tables answer that without
                 // searching them.
@@ -57,8 +71,8 @@ impl RocksEngine {
                 table.set_bloom_filter(10.0, false);
                 cf_opts.set_block_based_table_factory(&table);
             }
-            ColumnFamilyDescriptor::new(cf.name(), cf_opts)
-        });
+            cfs.push(ColumnFamilyDescriptor::new(cf.name(), cf_opts));
+        }
         let db = Db::open_cf_descriptors(&opts, path, cfs).map_err(engine_err)?;
         Ok(Self { db })
     }
