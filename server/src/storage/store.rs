@@ -1264,9 +1264,6 @@ impl Group<'_> {
             0 => below,
             _ => below.saturating_sub(1),
         };
-        for (r, _) in versions.drain(..collected) {
-            self.batch.delete(Cf::Data, keys::data_key(ns, &key, r));
-        }
         let state = match value {
             Some(value) => {
                 self.batch.put(
@@ -1296,6 +1293,11 @@ impl Group<'_> {
                 None
             }
         };
+        // After the new version, in the engine's order (newest first): each delete lands just
+        // after the entry written before it, where the memtable's insert finds it at once.
+        for (r, _) in versions.drain(..collected).rev() {
+            self.batch.delete(Cf::Data, keys::data_key(ns, &key, r));
+        }
         if let Some(is_tombstone) = value_is_some_or_retained(&state, retain) {
             known.versions.push_back((revision, is_tombstone));
         }
