@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use dialkv_consistency::clock::{ReplicaId, VectorClock};
 use dialkv_proto::replication::{quorum_client::QuorumClient, QuorumMessage};
-use futures::stream::{FuturesUnordered, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -485,10 +484,43 @@ impl Quorum {
         bincode::deserialize(&reply.into_inner().payload).map_err(|e| e.to_string())
     }
 
+    /// Sends `req` to every peer, each call its own task, and returns their results as they
+    /// come. A call still running when the caller has what it needs (and drops the receiver)
+    /// runs to its end, within the coordinator timeout, rather than being cancelled: a
+    /// cancelled call resets its HTTP/2 stream, and a peer that sees more than a few streams
+    /// reset before it accepted them (as a loaded peer does, when every request drops its
+    /// slower peer's call) closes the whole connection as h2's rapid-reset guard, failing
+    /// every other call on it. A merge that runs to its end also delivers the version to that
+    /// peer, which is the point of it.
+    fn fan_out<Req, Resp>(
+        self: &Arc<Self>,
+        rpc: Rpc,
+        req: Req,
+    ) -> mpsc::Receiver<Result<Resp, String>>
+    where
+        Req: Serialize + Send + Sync + 'static,
+        Resp: DeserializeOwned + Send + 'static,
+    {
+        let peers = self.peers();
+        let (tx, rx) = mpsc::channel(peers.len().max(1));
+        let req = Arc::new(req);
+        for (id, addr) in peers {
+            let (quorum, req, tx) = (self.clone(), req.clone(), tx.clone());
+            tokio::spawn(async move {
+                let timeout = quorum.options.timeout;
+                let result = quorum
+                    .call::<Req, Resp>(id, &addr, rpc, &*req, timeout)
+                    .await;
+                let _ = tx.send(result).await;
+            });
+        }
+        rx
+    }
+
     /// Reads a key at `r` replicas, this one included: the versions of each that answered,
     /// as soon as `r` have. UNAVAILABLE / QUORUM_UNAVAILABLE when fewer can.
     pub async fn read_quorum(
-        &self,
+        self: &Arc<Self>,
         ns: NamespaceId,
         key: &[u8],
         r: usize,
@@ -497,24 +529,13 @@ impl Quorum {
         if got.len() >= r {
             return Ok(got);
         }
-        let timeout = self.options.timeout;
         let req = ReadRequest {
             ns,
             key: key.to_vec(),
         };
-        let mut calls: FuturesUnordered<_> = self
-            .peers()
-            .into_iter()
-            .map(|(id, addr)| {
-                let req = &req;
-                async move {
-                    self.call::<_, ReadResponse>(id, &addr, Rpc::Read, req, timeout)
-                        .await
-                }
-            })
-            .collect();
+        let mut calls = self.fan_out::<_, ReadResponse>(Rpc::Read, req);
         let mut errors = Vec::new();
-        while let Some(result) = calls.next().await {
+        while let Some(result) = calls.recv().await {
             match result {
                 Ok(resp) => {
                     got.push(resp.object);
@@ -538,7 +559,7 @@ impl Quorum {
     /// Merges `object` into the replicas other than this one (this one has it already)
     /// until `w` replicas in all have it. Returns how many have it when that is fewer.
     pub async fn merge_quorum(
-        &self,
+        self: &Arc<Self>,
         ns: NamespaceId,
         key: &[u8],
         object: &Object,
@@ -550,25 +571,14 @@ impl Quorum {
             // The rest learn it from this replica's stream.
             return Ok(());
         }
-        let timeout = self.options.timeout;
         let req = MergeRequest {
             ns,
             key: key.to_vec(),
             object: object.clone(),
             policy,
         };
-        let mut calls: FuturesUnordered<_> = self
-            .peers()
-            .into_iter()
-            .map(|(id, addr)| {
-                let req = &req;
-                async move {
-                    self.call::<_, ()>(id, &addr, Rpc::Merge, req, timeout)
-                        .await
-                }
-            })
-            .collect();
-        while let Some(result) = calls.next().await {
+        let mut calls = self.fan_out::<_, ()>(Rpc::Merge, req);
+        while let Some(result) = calls.recv().await {
             if result.is_ok() {
                 have += 1;
                 if have >= w {
