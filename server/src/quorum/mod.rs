@@ -1074,9 +1074,11 @@ impl QuorumService {
             .map_err(|e| tonic::Status::invalid_argument(format!("undecodable message: {e}")))
     }
 
-    /// Decodes a request, runs `handler` on it and encodes its answer.
+    /// Decodes a request, runs `handler` on it and encodes its answer; the request is
+    /// counted in the replica's request metrics as `rpc` (`Quorum.Merge`, ...).
     async fn handle<Req, Resp, Fut>(
         &self,
+        rpc: &str,
         request: tonic::Request<QuorumMessage>,
         handler: impl FnOnce(Arc<Quorum>, ReplicaId, Req) -> Fut,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status>
@@ -1085,11 +1087,22 @@ impl QuorumService {
         Resp: Serialize,
         Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
     {
-        let msg = request.into_inner();
-        let from = msg.from;
-        let req: Req = self.open(msg)?;
-        let resp = handler(self.quorum.clone(), from, req).await?;
-        self.reply(from, &resp)
+        let started = Instant::now();
+        let answer = async {
+            let msg = request.into_inner();
+            let from = msg.from;
+            let req: Req = self.open(msg)?;
+            let resp = handler(self.quorum.clone(), from, req).await?;
+            self.reply(from, &resp)
+        }
+        .await;
+        let code = answer
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.quorum
+            .metrics
+            .observe_request(rpc, code, started.elapsed().as_secs_f64());
+        answer
     }
 
     fn reply<T: Serialize>(
@@ -1117,9 +1130,11 @@ impl dialkv_proto::replication::quorum_server::Quorum for QuorumService {
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        self.handle(request, |q, from, req: PushRequest| async move {
-            q.on_push(from, req).await.map_err(internal)
-        })
+        self.handle(
+            "Quorum.Push",
+            request,
+            |q, from, req: PushRequest| async move { q.on_push(from, req).await.map_err(internal) },
+        )
         .await
     }
 
@@ -1127,10 +1142,14 @@ impl dialkv_proto::replication::quorum_server::Quorum for QuorumService {
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        self.handle(request, |q, _, req: ReadRequest| async move {
-            let object = q.read_local(req.ns, &req.key).await?;
-            Ok(ReadResponse { object })
-        })
+        self.handle(
+            "Quorum.Read",
+            request,
+            |q, _, req: ReadRequest| async move {
+                let object = q.read_local(req.ns, &req.key).await?;
+                Ok(ReadResponse { object })
+            },
+        )
         .await
     }
 
@@ -1138,11 +1157,15 @@ impl dialkv_proto::replication::quorum_server::Quorum for QuorumService {
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        self.handle(request, |q, _, req: MergeRequest| async move {
-            q.merge_local(vec![(req.ns, req.key, req.object, req.policy)])
-                .await?;
-            Ok(())
-        })
+        self.handle(
+            "Quorum.Merge",
+            request,
+            |q, _, req: MergeRequest| async move {
+                q.merge_local(vec![(req.ns, req.key, req.object, req.policy)])
+                    .await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -1150,17 +1173,21 @@ impl dialkv_proto::replication::quorum_server::Quorum for QuorumService {
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        self.handle(request, |q, _, ()| async move { Ok(q.on_digest().await) })
-            .await
+        self.handle("Quorum.Digest", request, |q, _, ()| async move {
+            Ok(q.on_digest().await)
+        })
+        .await
     }
 
     async fn fetch(
         &self,
         request: tonic::Request<QuorumMessage>,
     ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        self.handle(request, |q, _, req: FetchRequest| async move {
-            q.on_fetch(req).await.map_err(internal)
-        })
+        self.handle(
+            "Quorum.Fetch",
+            request,
+            |q, _, req: FetchRequest| async move { q.on_fetch(req).await.map_err(internal) },
+        )
         .await
     }
 }
