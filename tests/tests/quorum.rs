@@ -466,6 +466,71 @@ async fn a_replica_that_was_down_receives_the_writes_it_missed() {
     }
 }
 
+/// A coordinator that has the answers it needs lets its calls to a slower replica run to
+/// their end. Cancelled, each would reset an HTTP/2 stream that replica had not accepted yet,
+/// and a replica that sees more than a few such resets closes the whole connection (h2's
+/// rapid-reset guard), failing every other call on it. Replica 3 is paused while replica 1
+/// coordinates linearizable writes (replicas 1 and 2 answer them); resumed, it serves every
+/// merge that was waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_to_a_slower_replica_run_to_their_end() {
+    const WRITES: u64 = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &[])
+        .await
+        .expect("cluster");
+    create(&cluster, "s", v1::ConflictPolicy::Lww).await;
+    let mut a = client(&cluster.nodes[0]).await;
+    let slow = &cluster.nodes[2];
+    let before = merges_served(slow).await.expect("metrics of replica 3");
+    slow.signal("STOP");
+    for i in 0..WRITES {
+        put(
+            &mut a,
+            "s",
+            &format!("k{i}"),
+            "v",
+            v1::ConsistencyLevel::Linearizable,
+        )
+        .await
+        .expect("a linearizable put with replica 3 paused");
+    }
+    slow.signal("CONT");
+    let waited = wait_for(
+        "replica 3 to serve every merge sent to it",
+        Duration::from_secs(20),
+        || async {
+            merges_served(slow)
+                .await
+                .is_some_and(|n| n >= before + WRITES)
+        },
+    )
+    .await;
+    if let Err(e) = waited {
+        let served = merges_served(slow).await.map(|n| n - before);
+        panic!(
+            "{e}: replica 3 served {served:?} of {WRITES} merges\n{}",
+            slow.log()
+        );
+    }
+}
+
+/// The `Quorum.Merge` requests `node` answered successfully.
+async fn merges_served(node: &TestServer) -> Option<u64> {
+    let text = http_get(node.admin, "/metrics").await.ok()?;
+    Some(
+        text.lines()
+            .find(|l| {
+                l.starts_with("dialkv_requests_total{")
+                    && l.contains("rpc=\"Quorum.Merge\"")
+                    && l.contains("code=\"Ok\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 async fn metric(node: &TestServer, what: &str) -> Option<i64> {
     let text = http_get(node.admin, "/metrics").await.ok()?;
     let needle = format!("dialkv_quorum_state{{what=\"{what}\"}} ");
