@@ -13,6 +13,11 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Request latency in seconds by RPC and gRPC status code.
     pub request_seconds: HistogramVec,
+    /// Requests from other replicas (the quorum protocol's `Quorum.*`) by RPC and status
+    /// code, apart from clients' requests so that those still count client traffic alone.
+    pub peer_requests: IntCounterVec,
+    /// Their latency in seconds by RPC and status code.
+    pub peer_request_seconds: HistogramVec,
     /// Commands per storage write batch (group commit size).
     pub storage_batch_commands: Histogram,
     /// Time to write and sync one storage batch, in seconds.
@@ -48,6 +53,23 @@ impl Metrics {
             &["rpc", "code"],
         )
         .expect("static metric definition");
+        let peer_requests = IntCounterVec::new(
+            Opts::new(
+                "peer_requests_total",
+                "requests from other replicas by method and status code",
+            ),
+            &["rpc", "code"],
+        )
+        .expect("static metric definition");
+        let peer_request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "peer_request_duration_seconds",
+                "latency of requests from other replicas by method and status code",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("static buckets")),
+            &["rpc", "code"],
+        )
+        .expect("static metric definition");
         let storage_batch_commands = Histogram::with_opts(
             HistogramOpts::new("storage_batch_commands", "commands per storage write batch")
                 .buckets(prometheus::exponential_buckets(1.0, 2.0, 10).expect("static buckets")),
@@ -72,6 +94,8 @@ impl Metrics {
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
+            Box::new(peer_requests.clone()),
+            Box::new(peer_request_seconds.clone()),
             Box::new(storage_batch_commands.clone()),
             Box::new(storage_sync_seconds.clone()),
             Box::new(quorum.clone()),
@@ -84,6 +108,8 @@ impl Metrics {
             registry,
             requests,
             request_seconds,
+            peer_requests,
+            peer_request_seconds,
             storage_batch_commands,
             storage_sync_seconds,
             quorum,
@@ -95,6 +121,15 @@ impl Metrics {
         let code = format!("{code:?}");
         self.requests.with_label_values(&[rpc, &code]).inc();
         self.request_seconds
+            .with_label_values(&[rpc, &code])
+            .observe(seconds);
+    }
+
+    /// Records one finished request from another replica.
+    pub fn observe_peer_request(&self, rpc: &str, code: tonic::Code, seconds: f64) {
+        let code = format!("{code:?}");
+        self.peer_requests.with_label_values(&[rpc, &code]).inc();
+        self.peer_request_seconds
             .with_label_values(&[rpc, &code])
             .observe(seconds);
     }

@@ -474,7 +474,9 @@ async fn a_replica_that_was_down_receives_the_writes_it_missed() {
 /// merge that was waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_to_a_slower_replica_run_to_their_end() {
-    const WRITES: u64 = 40;
+    // Few enough that the last is sent well within the coordinator's 5 s timeout of the
+    // first even on a slow machine (a call that times out is cancelled after all).
+    const WRITES: u64 = 10;
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = TestCluster::start(dir.path(), 3, &[])
         .await
@@ -507,7 +509,7 @@ async fn calls_to_a_slower_replica_run_to_their_end() {
     )
     .await;
     if let Err(e) = waited {
-        let served = merges_served(slow).await.map(|n| n - before);
+        let served = merges_served(slow).await.map(|n| n.saturating_sub(before));
         panic!(
             "{e}: replica 3 served {served:?} of {WRITES} merges\n{}",
             slow.log()
@@ -515,13 +517,13 @@ async fn calls_to_a_slower_replica_run_to_their_end() {
     }
 }
 
-/// The `Quorum.Merge` requests `node` answered successfully.
+/// The `Quorum.Merge` requests `node` answered successfully (none before its first).
 async fn merges_served(node: &TestServer) -> Option<u64> {
     let text = http_get(node.admin, "/metrics").await.ok()?;
     Some(
         text.lines()
             .find(|l| {
-                l.starts_with("dialkv_requests_total{")
+                l.starts_with("dialkv_peer_requests_total{")
                     && l.contains("rpc=\"Quorum.Merge\"")
                     && l.contains("code=\"Ok\"")
             })

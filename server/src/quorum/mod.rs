@@ -30,7 +30,8 @@ use dialkv_consistency::clock::{ReplicaId, VectorClock};
 use dialkv_proto::replication::{quorum_client::QuorumClient, QuorumMessage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tonic::transport::Channel;
 
 use self::applier::{wall_ns, Applier, Job, LocalWrite, Published, Update, Written};
 use self::object::{Object, Policy};
@@ -180,6 +181,8 @@ pub struct Quorum {
     started: Instant,
     /// Set once that wait is over.
     synced: std::sync::atomic::AtomicBool,
+    /// Each peer's share of [`MAX_CALLS_PER_PEER`].
+    outstanding: Mutex<HashMap<ReplicaId, Arc<Semaphore>>>,
     /// The settings.
     pub options: QuorumOptions,
 }
@@ -206,6 +209,47 @@ fn unavailable(reason: &'static str, message: String) -> ServiceError {
 
 fn storage(e: impl std::fmt::Display) -> ServiceError {
     unavailable("STORAGE_FAILED", format!("quorum storage: {e}"))
+}
+
+/// The most calls a replica has outstanding to one peer for the coordinator's fan-out (reads
+/// and merges of client requests): far above what a responsive peer holds (about two per
+/// concurrent client request), and a bound on what a peer that stopped answering piles up
+/// within the coordinator timeout.
+pub const MAX_CALLS_PER_PEER: usize = 4096;
+
+/// Calls `rpc` on replica `peer` over `channel` on behalf of replica `me`, within `timeout`.
+async fn call_peer<Req: Serialize, Resp: DeserializeOwned>(
+    channel: Channel,
+    me: ReplicaId,
+    peer: ReplicaId,
+    rpc: Rpc,
+    req: &Req,
+    timeout: Duration,
+) -> Result<Resp, String> {
+    let mut client = QuorumClient::new(channel)
+        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let payload = bincode::serialize(req).map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(QuorumMessage {
+        from: me,
+        to: peer,
+        payload: payload.into(),
+    });
+    request.set_timeout(timeout);
+    let call = async {
+        match rpc {
+            Rpc::Push => client.push(request).await,
+            Rpc::Read => client.read(request).await,
+            Rpc::Merge => client.merge(request).await,
+            Rpc::Digest => client.digest(request).await,
+            Rpc::Fetch => client.fetch(request).await,
+        }
+    };
+    let reply = tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| format!("replica {peer} did not answer within {timeout:?}"))?
+        .map_err(|s| format!("replica {peer}: {}", s.message()))?;
+    bincode::deserialize(&reply.into_inner().payload).map_err(|e| e.to_string())
 }
 
 impl Quorum {
@@ -243,6 +287,7 @@ impl Quorum {
             metrics,
             started: Instant::now(),
             synced: std::sync::atomic::AtomicBool::new(false),
+            outstanding: Mutex::new(HashMap::new()),
             options,
         });
         tokio::spawn(quorum.clone().supervise(stop));
@@ -458,30 +503,18 @@ impl Quorum {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, String> {
-        let mut client = QuorumClient::new(self.replica.peers().channel(addr))
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        let payload = bincode::serialize(req).map_err(|e| e.to_string())?;
-        let mut request = tonic::Request::new(QuorumMessage {
-            from: self.me,
-            to: peer,
-            payload: payload.into(),
-        });
-        request.set_timeout(timeout);
-        let call = async {
-            match rpc {
-                Rpc::Push => client.push(request).await,
-                Rpc::Read => client.read(request).await,
-                Rpc::Merge => client.merge(request).await,
-                Rpc::Digest => client.digest(request).await,
-                Rpc::Fetch => client.fetch(request).await,
-            }
-        };
-        let reply = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| format!("replica {peer} did not answer within {timeout:?}"))?
-            .map_err(|s| format!("replica {peer}: {}", s.message()))?;
-        bincode::deserialize(&reply.into_inner().payload).map_err(|e| e.to_string())
+        let channel = self.replica.peers().channel(addr);
+        call_peer(channel, self.me, peer, rpc, req, timeout).await
+    }
+
+    /// The calls this replica may have outstanding to `peer` at once.
+    fn outstanding(&self, peer: ReplicaId) -> Arc<Semaphore> {
+        self.outstanding
+            .lock()
+            .expect("outstanding lock poisoned")
+            .entry(peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_CALLS_PER_PEER)))
+            .clone()
     }
 
     /// Sends `req` to every peer, each call its own task, and returns their results as they
@@ -492,11 +525,12 @@ impl Quorum {
     /// slower peer's call) closes the whole connection as h2's rapid-reset guard, failing
     /// every other call on it. A merge that runs to its end also delivers the version to that
     /// peer, which is the point of it.
-    fn fan_out<Req, Resp>(
-        self: &Arc<Self>,
-        rpc: Rpc,
-        req: Req,
-    ) -> mpsc::Receiver<Result<Resp, String>>
+    ///
+    /// The tasks hold a channel and the request only, not this replica's state (whose last
+    /// reference ends the applier thread at shutdown), and at most [`MAX_CALLS_PER_PEER`]
+    /// run at once for each peer: past that (a peer that stopped answering) a call fails at
+    /// once, and the peer gets the write from this replica's stream instead.
+    fn fan_out<Req, Resp>(&self, rpc: Rpc, req: Req) -> mpsc::Receiver<Result<Resp, String>>
     where
         Req: Serialize + Send + Sync + 'static,
         Resp: DeserializeOwned + Send + 'static,
@@ -505,12 +539,18 @@ impl Quorum {
         let (tx, rx) = mpsc::channel(peers.len().max(1));
         let req = Arc::new(req);
         for (id, addr) in peers {
-            let (quorum, req, tx) = (self.clone(), req.clone(), tx.clone());
+            let Ok(permit) = self.outstanding(id).try_acquire_owned() else {
+                // The channel has room for one result per peer.
+                let _ = tx.try_send(Err(format!(
+                    "replica {id} has {MAX_CALLS_PER_PEER} calls outstanding"
+                )));
+                continue;
+            };
+            let channel = self.replica.peers().channel(&addr);
+            let (me, timeout, req, tx) = (self.me, self.options.timeout, req.clone(), tx.clone());
             tokio::spawn(async move {
-                let timeout = quorum.options.timeout;
-                let result = quorum
-                    .call::<Req, Resp>(id, &addr, rpc, &*req, timeout)
-                    .await;
+                let result = call_peer::<Req, Resp>(channel, me, id, rpc, &req, timeout).await;
+                drop(permit);
                 let _ = tx.send(result).await;
             });
         }
@@ -520,7 +560,7 @@ impl Quorum {
     /// Reads a key at `r` replicas, this one included: the versions of each that answered,
     /// as soon as `r` have. UNAVAILABLE / QUORUM_UNAVAILABLE when fewer can.
     pub async fn read_quorum(
-        self: &Arc<Self>,
+        &self,
         ns: NamespaceId,
         key: &[u8],
         r: usize,
@@ -559,7 +599,7 @@ impl Quorum {
     /// Merges `object` into the replicas other than this one (this one has it already)
     /// until `w` replicas in all have it. Returns how many have it when that is fewer.
     pub async fn merge_quorum(
-        self: &Arc<Self>,
+        &self,
         ns: NamespaceId,
         key: &[u8],
         object: &Object,
@@ -1101,7 +1141,7 @@ impl QuorumService {
             .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
         self.quorum
             .metrics
-            .observe_request(rpc, code, started.elapsed().as_secs_f64());
+            .observe_peer_request(rpc, code, started.elapsed().as_secs_f64());
         answer
     }
 
