@@ -52,7 +52,9 @@ impl RocksEngine {
                 // millisecond (`[kind][time][client id][seq]`). Both streams are written in
                 // order within their first nine bytes, so an insert that starts its search
                 // where the last one of the same nine bytes went finds its place at once,
-                // rather than searching the whole memtable from the top.
+                // rather than searching the whole memtable from the top. Each client and
+                // each millisecond keeps such a starting point (a few hundred bytes) in the
+                // memtable until it is flushed, within the memtable's size.
                 Cf::Dedup => Options::default()
                     .get_options_from_string(
                         "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.9",
