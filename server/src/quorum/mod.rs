@@ -1115,7 +1115,7 @@ impl QuorumService {
     }
 
     /// Decodes a request, runs `handler` on it and encodes its answer; the request is
-    /// counted in the replica's request metrics as `rpc` (`Quorum.Merge`, ...).
+    /// counted in the replica's peer request metrics as `rpc` (`Quorum.Merge`, ...).
     async fn handle<Req, Resp, Fut>(
         &self,
         rpc: &str,
