@@ -487,6 +487,7 @@ async fn calls_to_a_slower_replica_run_to_their_end() {
     let before = merges_served(slow).await.expect("metrics of replica 3");
     slow.signal("STOP");
     for i in 0..WRITES {
+        let started = std::time::Instant::now();
         put(
             &mut a,
             "s",
@@ -496,6 +497,13 @@ async fn calls_to_a_slower_replica_run_to_their_end() {
         )
         .await
         .expect("a linearizable put with replica 3 paused");
+        // Nothing waits on the paused replica: its read is hedged to replica 2 (10 ms), its
+        // merge needs replica 2 only. Far under the 5 s coordinator timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "put {i} took {:?} with replica 3 paused",
+            started.elapsed()
+        );
     }
     slow.signal("CONT");
     let waited = wait_for(
