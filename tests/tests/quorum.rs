@@ -469,9 +469,11 @@ async fn a_replica_that_was_down_receives_the_writes_it_missed() {
 /// A coordinator that has the answers it needs lets its calls to a slower replica run to
 /// their end. Cancelled, each would reset an HTTP/2 stream that replica had not accepted yet,
 /// and a replica that sees more than a few such resets closes the whole connection (h2's
-/// rapid-reset guard), failing every other call on it. Replica 3 is paused while replica 1
-/// coordinates linearizable writes (replicas 1 and 2 answer them); resumed, it serves every
-/// merge that was waiting for it.
+/// rapid-reset guard), failing every other call on it. Replica 2 is paused while replica 1
+/// coordinates linearizable writes (replicas 1 and 3 answer them); resumed, it serves every
+/// merge that was waiting for it. No write waits on it meanwhile: the first write's read
+/// asks replica 2 first (peers are taken in id order, none busy yet) and is hedged to
+/// replica 3; later reads find replica 2 busy with the calls it has not answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_to_a_slower_replica_run_to_their_end() {
     // Few enough that the last is sent well within the coordinator's 5 s timeout of the
@@ -483,8 +485,8 @@ async fn calls_to_a_slower_replica_run_to_their_end() {
         .expect("cluster");
     create(&cluster, "s", v1::ConflictPolicy::Lww).await;
     let mut a = client(&cluster.nodes[0]).await;
-    let slow = &cluster.nodes[2];
-    let before = merges_served(slow).await.expect("metrics of replica 3");
+    let slow = &cluster.nodes[1];
+    let before = merges_served(slow).await.expect("metrics of replica 2");
     slow.signal("STOP");
     for i in 0..WRITES {
         let started = std::time::Instant::now();
@@ -496,18 +498,17 @@ async fn calls_to_a_slower_replica_run_to_their_end() {
             v1::ConsistencyLevel::Linearizable,
         )
         .await
-        .expect("a linearizable put with replica 3 paused");
-        // Nothing waits on the paused replica: its read is hedged to replica 2 (10 ms), its
-        // merge needs replica 2 only. Far under the 5 s coordinator timeout.
+        .expect("a linearizable put with replica 2 paused");
+        // Far under the 5 s coordinator timeout that waiting on replica 2 would take.
         assert!(
             started.elapsed() < Duration::from_secs(3),
-            "put {i} took {:?} with replica 3 paused",
+            "put {i} took {:?} with replica 2 paused",
             started.elapsed()
         );
     }
     slow.signal("CONT");
     let waited = wait_for(
-        "replica 3 to serve every merge sent to it",
+        "replica 2 to serve every merge sent to it",
         Duration::from_secs(20),
         || async {
             merges_served(slow)
@@ -519,7 +520,7 @@ async fn calls_to_a_slower_replica_run_to_their_end() {
     if let Err(e) = waited {
         let served = merges_served(slow).await.map(|n| n.saturating_sub(before));
         panic!(
-            "{e}: replica 3 served {served:?} of {WRITES} merges\n{}",
+            "{e}: replica 2 served {served:?} of {WRITES} merges\n{}",
             slow.log()
         );
     }

@@ -582,11 +582,11 @@ impl Quorum {
     /// as soon as `r` have. UNAVAILABLE / QUORUM_UNAVAILABLE when fewer can.
     ///
     /// The read is hedged: it asks the `r - 1` peers with the fewest calls outstanding first,
-    /// and the others only when one of those fails or none has answered within
+    /// and the others only when one of those fails, or fewer than `r` have answered within
     /// [`QuorumOptions::hedge_after`]. Asking every peer at once made each replica serve a
-    /// read whose answer was thrown away for every read it coordinated (9 % of the
-    /// throughput of 64-client quorum reads); a peer that stopped answering keeps its calls
-    /// outstanding, so it is asked first no more.
+    /// read whose answer was thrown away for every read it coordinated; a peer that stopped
+    /// answering keeps its calls outstanding (until they time out), so meanwhile it is not
+    /// asked first.
     pub async fn read_quorum(
         &self,
         ns: NamespaceId,
@@ -607,13 +607,20 @@ impl Quorum {
             let turn = self.reads.fetch_add(1, Ordering::Relaxed) % peers.len();
             peers.rotate_left(turn);
         }
-        let busy = |id: ReplicaId| MAX_CALLS_PER_PEER - self.outstanding(id).available_permits();
-        peers.sort_by_key(|(id, _)| busy(*id));
+        let busy = |id: ReplicaId| {
+            MAX_CALLS_PER_PEER.saturating_sub(self.outstanding(id).available_permits())
+        };
+        peers.sort_by_cached_key(|(id, _)| busy(*id));
         let later = peers.split_off((r - got.len()).min(peers.len()));
         let (tx, mut calls) = mpsc::channel(peers.len() + later.len() + 1);
+        // Kept until the rest are asked, then dropped: once every call's task is done
+        // (answered, or ended without answering) the channel closes.
+        let mut tx = Some(tx);
         // Calls started and not answered yet: each started call answers exactly once.
         let mut pending = peers.len();
-        self.spawn_calls::<_, ReadResponse>(peers, Rpc::Read, req.clone(), &tx);
+        if let Some(tx) = &tx {
+            self.spawn_calls::<_, ReadResponse>(peers, Rpc::Read, req.clone(), tx);
+        }
         let mut later = Some(later);
         let hedge = tokio::time::sleep(self.options.hedge_after);
         tokio::pin!(hedge);
@@ -634,7 +641,8 @@ impl Quorum {
                             errors.push(e);
                             true
                         }
-                        None => true,
+                        // Every task is done and the rest were asked: nothing more comes.
+                        None => break,
                     }
                 }
                 () = &mut hedge, if later.is_some() => true,
@@ -644,7 +652,9 @@ impl Quorum {
                 match later.take() {
                     Some(rest) => {
                         pending += rest.len();
-                        self.spawn_calls::<_, ReadResponse>(rest, Rpc::Read, req.clone(), &tx);
+                        if let Some(tx) = tx.take() {
+                            self.spawn_calls::<_, ReadResponse>(rest, Rpc::Read, req.clone(), &tx);
+                        }
                     }
                     None if pending == 0 => break,
                     None => {}
