@@ -107,6 +107,16 @@ pub struct ServeArgs {
     /// comes back after a longer absence with its old data can bring deleted keys back.
     #[arg(long, env = "DIALKV_TOMBSTONE_GRACE_MS")]
     pub tombstone_grace_ms: Option<u64>,
+    /// Quorum namespaces: the longest a coordinator waits for the replicas a request needs,
+    /// in milliseconds (default 5000); past it a write answers `QUORUM_NOT_REACHED` and a
+    /// read `QUORUM_UNAVAILABLE`.
+    #[arg(long, env = "DIALKV_QUORUM_TIMEOUT_MS")]
+    pub quorum_timeout_ms: Option<u64>,
+    /// Quorum namespaces: a read that needs R > 1 replicas asks the R − 1 least busy peers
+    /// first and the others after this many milliseconds without enough answers (a hedged
+    /// read; default 10; 0 asks every peer at once).
+    #[arg(long, env = "DIALKV_QUORUM_HEDGE_MS")]
+    pub quorum_hedge_ms: Option<u64>,
     /// TEST ONLY, UNSAFE: serve LINEARIZABLE requests on quorum namespaces with one replica
     /// read and one written, quorums that need not intersect, so that the fault-injection
     /// harness can prove it catches the stale reads that follow.
@@ -140,6 +150,8 @@ struct FileConfig {
     txn_max_age_ms: Option<u64>,
     anti_entropy_ms: Option<u64>,
     tombstone_grace_ms: Option<u64>,
+    quorum_timeout_ms: Option<u64>,
+    quorum_hedge_ms: Option<u64>,
 }
 
 /// The resolved configuration of a replica.
@@ -277,11 +289,32 @@ impl Config {
                 file.tombstone_grace_ms,
                 quorum_defaults.tombstone_grace,
             ),
+            timeout: ms(
+                args.quorum_timeout_ms,
+                file.quorum_timeout_ms,
+                quorum_defaults.timeout,
+            ),
+            hedge_after: ms(
+                args.quorum_hedge_ms,
+                file.quorum_hedge_ms,
+                quorum_defaults.hedge_after,
+            ),
             unsafe_weak_quorums: args.unsafe_weak_quorums,
             ..quorum_defaults
         };
         if quorum.anti_entropy.is_zero() {
             bail!("anti_entropy_ms must be at least 1");
+        }
+        if quorum.timeout.is_zero() {
+            bail!("quorum_timeout_ms must be at least 1");
+        }
+        if quorum.hedge_after >= quorum.timeout {
+            bail!(
+                "quorum_hedge_ms ({} ms) must be below quorum_timeout_ms ({} ms): a hedged \
+                 read asks the other peers before the first ones time out",
+                quorum.hedge_after.as_millis(),
+                quorum.timeout.as_millis()
+            );
         }
         Ok(Config {
             quorum,
@@ -393,6 +426,39 @@ mod tests {
         std::fs::write(&file, "id = 3\nbogus = 1\n").expect("write");
         let err = Config::resolve(&args).expect_err("unknown key");
         assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn quorum_timeouts_resolve_and_the_hedge_comes_first() {
+        let base = ServeArgs {
+            id: Some(1),
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&base).expect("defaults resolve");
+        assert_eq!(c.quorum.timeout, Duration::from_secs(5));
+        assert_eq!(c.quorum.hedge_after, Duration::from_millis(10));
+        let c = Config::resolve(&ServeArgs {
+            quorum_timeout_ms: Some(800),
+            quorum_hedge_ms: Some(0),
+            ..base.clone()
+        })
+        .expect("resolves");
+        assert_eq!(c.quorum.timeout, Duration::from_millis(800));
+        assert_eq!(c.quorum.hedge_after, Duration::ZERO);
+        let err = Config::resolve(&ServeArgs {
+            quorum_timeout_ms: Some(100),
+            quorum_hedge_ms: Some(100),
+            ..base.clone()
+        })
+        .expect_err("a hedge no earlier than the timeout");
+        assert!(format!("{err:#}").contains("quorum_hedge_ms"), "{err:#}");
+        let err = Config::resolve(&ServeArgs {
+            quorum_timeout_ms: Some(0),
+            ..base
+        })
+        .expect_err("no timeout");
+        assert!(format!("{err:#}").contains("quorum_timeout_ms"), "{err:#}");
     }
 
     #[test]
