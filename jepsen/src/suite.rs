@@ -330,6 +330,18 @@ pub fn ci_cases(nodes: usize) -> Vec<Case> {
             nodes,
             30,
         )));
+        // Paused replicas: a coordinator's reads are hedged away from a peer that does not
+        // answer, and its calls to that peer run on after the request is answered.
+        let mut paused = quorum_case(
+            "quorum-register-linearizable-pause",
+            Linearizable,
+            &[Pause],
+            nodes,
+            20,
+        );
+        paused.concurrency = Some(30);
+        paused.rate = 1000;
+        cases.push(paused);
         cases.push(quorum_case(
             "quorum-register-causal-partition-kill",
             Causal,
