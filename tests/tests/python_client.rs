@@ -2,14 +2,22 @@
 //! the proof that any language can use dialkv from the `.proto` files alone. Needs Python 3
 //! with `grpcio` and `grpcio-tools` (the README's test command installs them).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 use dialkv_tests::TestServer;
 
+/// The package's directory as cargo gives it to the running test (else as at build time):
+/// clones that share one target directory may run test binaries built in another clone.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 #[test]
 fn a_python_client_generated_from_the_protos_works() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = package_dir();
+    let root = root.as_path();
     let probe = Command::new("python3")
         .args(["-c", "import grpc, grpc_tools"])
         .output()
