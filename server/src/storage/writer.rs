@@ -69,7 +69,27 @@ pub enum WriteError {
 struct Job {
     batch: WriteBatch,
     sync: bool,
-    reply: oneshot::Sender<Result<(), String>>,
+    reply: Reply,
+}
+
+/// How a job's caller learns its result.
+enum Reply {
+    /// A waiting caller.
+    Channel(oneshot::Sender<Result<(), String>>),
+    /// A function run on the writer thread, in queue order, once the job is written.
+    Call(Box<dyn FnOnce(Result<(), String>) + Send>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), String>) {
+        match self {
+            // A caller that gave up waiting has dropped its receiver; the result stands.
+            Reply::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Call(f) => f(result),
+        }
+    }
 }
 
 /// The handle through which batches are written. Cheap to clone.
@@ -111,12 +131,36 @@ impl Writer {
     pub async fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { batch, sync, reply })
+            .send(Job {
+                batch,
+                sync,
+                reply: Reply::Channel(reply),
+            })
             .await
             .map_err(|_| WriteError::Stopped)?;
         rx.await
             .map_err(|_| WriteError::Stopped)?
             .map_err(|e| WriteError::Storage(StorageError::Engine(e)))
+    }
+
+    /// Queues `batch` and returns once it is queued (waiting for room in the queue), not
+    /// written: `done` runs on the writer thread with the result once it is written (and,
+    /// with `sync`, durable), after the results of every batch queued before it. A batch
+    /// queued by a later call is written after this one.
+    pub async fn submit(
+        &self,
+        batch: WriteBatch,
+        sync: bool,
+        done: impl FnOnce(Result<(), String>) + Send + 'static,
+    ) -> Result<(), WriteError> {
+        self.tx
+            .send(Job {
+                batch,
+                sync,
+                reply: Reply::Call(Box::new(done)),
+            })
+            .await
+            .map_err(|_| WriteError::Stopped)
     }
 }
 
@@ -158,8 +202,7 @@ fn run(
             e.to_string()
         });
         for reply in replies {
-            // A caller that gave up waiting has dropped its receiver; the result stands.
-            let _ = reply.send(result.clone());
+            reply.send(result.clone());
         }
     }
 }
