@@ -22,10 +22,13 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::flush::{Flushes, Room};
 use super::types::{NodeId, TypeConfig};
 use crate::storage::writer::Writer;
 use crate::storage::{Cf, Engine, ReadTier, WriteBatch};
@@ -56,8 +59,8 @@ const TAIL_BYTES: usize = 16 << 20;
 /// entries).
 #[derive(Debug)]
 struct Tail {
-    /// Encoded entries in index order, with their indexes.
-    entries: VecDeque<(u64, Vec<u8>)>,
+    /// Encoded entries in index order, with their log ids.
+    entries: VecDeque<(LogId<NodeId>, Vec<u8>)>,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
@@ -74,15 +77,21 @@ impl Tail {
     }
 
     fn first_index(&self) -> Option<u64> {
-        self.entries.front().map(|(index, _)| *index)
+        self.entries.front().map(|(id, _)| id.index)
     }
 
     fn last_index(&self) -> Option<u64> {
-        self.entries.back().map(|(index, _)| *index)
+        self.entries.back().map(|(id, _)| id.index)
+    }
+
+    /// The log id of the entry at `index`, if it is here.
+    fn log_id(&self, index: u64) -> Option<LogId<NodeId>> {
+        let at = usize::try_from(index.checked_sub(self.first_index()?)?).ok()?;
+        self.entries.get(at).map(|(id, _)| *id)
     }
 
     /// Records entries just written to the log, starting at index `first`.
-    fn append(&mut self, first: u64, entries: Vec<(u64, Vec<u8>)>) {
+    fn append(&mut self, first: u64, entries: Vec<(LogId<NodeId>, Vec<u8>)>) {
         // Entries at `first` and after are rewritten (the log keeps any after the new ones,
         // which the tail no longer holds). Entries that leave a gap (the log was emptied
         // around a snapshot) start the tail again.
@@ -90,9 +99,9 @@ impl Tail {
         if self.last_index().is_some_and(|last| last + 1 != first) {
             self.clear();
         }
-        for (index, bytes) in entries {
+        for (id, bytes) in entries {
             self.bytes += bytes.len();
-            self.entries.push_back((index, bytes));
+            self.entries.push_back((id, bytes));
         }
         while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
             self.pop_front();
@@ -146,52 +155,120 @@ impl Tail {
     }
 }
 
-/// The log store of the replica's Raft group. Clones share the engine and the `Tail`.
+/// The log store of the replica's Raft group. Clones share the engine, the `Tail` and the
+/// record of pending appends.
 #[derive(Clone)]
 pub struct LogStore {
+    /// This replica's id.
+    id: NodeId,
     engine: Arc<dyn Engine>,
     writer: Writer,
     tail: Arc<Mutex<Tail>>,
+    /// The last vote saved.
+    vote: Arc<Mutex<Option<Vote<NodeId>>>>,
+    flushes: Arc<Flushes>,
 }
 
 impl LogStore {
-    /// A log store over `engine`, writing through `writer`.
-    pub fn new(engine: Arc<dyn Engine>, writer: Writer) -> Self {
-        Self::with_tail(engine, writer, TAIL_ENTRIES, TAIL_BYTES)
+    /// The log store of replica `id` over `engine`, writing through `writer`.
+    pub fn new(id: NodeId, engine: Arc<dyn Engine>, writer: Writer) -> Self {
+        Self::with_tail(id, engine, writer, TAIL_ENTRIES, TAIL_BYTES)
     }
 
     fn with_tail(
+        id: NodeId,
         engine: Arc<dyn Engine>,
         writer: Writer,
         max_entries: usize,
         max_bytes: usize,
     ) -> Self {
         Self {
+            id,
             engine,
             writer,
             tail: Arc::new(Mutex::new(Tail::new(max_entries, max_bytes))),
+            vote: Arc::default(),
+            flushes: Arc::default(),
         }
+    }
+
+    /// The record of this replica's appends as primary that are not durable yet.
+    pub fn flushes(&self) -> &Arc<Flushes> {
+        &self.flushes
     }
 
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
         self.tail.lock().expect("log tail lock poisoned")
     }
 
-    /// Writes `entries` durably, then adds them to the tail.
+    /// Whether `entries` are this replica's own as the leader it is: their leader is this
+    /// replica in the term of the last vote it saved, which was for itself. Only the leader of
+    /// a term makes entries of that term, and a replica that follows a later leader has saved
+    /// that leader's vote first, so entries that come back from another leader never pass.
+    fn own(&self, entries: &[Entry<TypeConfig>]) -> bool {
+        let vote = *self.vote.lock().expect("vote lock poisoned");
+        let Some(vote) = vote else {
+            return false;
+        };
+        let leader = vote.leader_id();
+        leader.voted_for() == Some(self.id)
+            && entries.iter().all(|e| {
+                e.log_id.leader_id.term == leader.term && e.log_id.leader_id.node_id == self.id
+            })
+    }
+
+    /// Writes `entries`, adds them to the tail and returns once they are durable; or, with
+    /// `early` (entries of this replica as primary), returns once they are queued to the
+    /// writer, and records them in [`Flushes`] until they are durable (see `flush`). Entries
+    /// that change the membership are always written before returning.
     async fn append_entries(
         &self,
         entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+        early: bool,
     ) -> Result<(), std::io::Error> {
         let mut b = WriteBatch::new();
         let mut appended = Vec::new();
+        let mut bytes = 0;
+        let mut membership = false;
         for e in entries {
-            let bytes = encode(&e)?;
-            b.put(Cf::RaftLog, index_key(e.log_id.index), bytes.clone());
-            appended.push((e.log_id.index, bytes));
+            let encoded = encode(&e)?;
+            bytes += encoded.len();
+            membership |= matches!(e.payload, EntryPayload::Membership(_));
+            b.put(Cf::RaftLog, index_key(e.log_id.index), encoded.clone());
+            appended.push((e.log_id, encoded));
         }
-        let Some(first) = appended.first().map(|(index, _)| *index) else {
+        let Some(first) = appended.first().map(|(id, _)| id.index) else {
             return Ok(());
         };
+        let pending = match early && !membership {
+            true => {
+                let mut tail = self.tail();
+                // Pending entries must stay in the tail until written: at most half of it.
+                let room = Room {
+                    entries: tail.max_entries / 2,
+                    bytes: tail.max_bytes / 2,
+                };
+                let prev = first.checked_sub(1).and_then(|i| tail.log_id(i));
+                let seq = self.flushes.begin(first, prev, appended.len(), bytes, room);
+                if seq.is_some() {
+                    tail.append(first, std::mem::take(&mut appended));
+                }
+                seq
+            }
+            false => None,
+        };
+        if let Some(seq) = pending {
+            let flushes = self.flushes.clone();
+            let queued = self
+                .writer
+                .submit(b, true, move |result| flushes.end(seq, result))
+                .await;
+            if let Err(e) = queued {
+                self.flushes.end(seq, Err(e.to_string()));
+                return Err(std::io::Error::other(e));
+            }
+            return Ok(());
+        }
         // Synced: once this returns the entries are durable, and readable by any reader.
         self.write(b, true).await?;
         self.tail().append(first, appended);
@@ -235,9 +312,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => None,
         };
         // A read to the end of the log goes to the engine: the log may hold entries past the
-        // tail's last (rewritten entries leave the old ones after them in place).
-        if let Some(read) = end.and_then(|end| self.tail().read(start, end)) {
-            return read.map_err(|e| StorageIOError::read_logs(&e).into());
+        // tail's last (rewritten entries leave the old ones after them in place). A read that
+        // starts before the tail takes the tail's part from the tail: the newest entries may
+        // not be written yet (see `flush`).
+        let mut newer = None;
+        let mut end = end;
+        if let Some(stop) = end {
+            let tail = self.tail();
+            if let Some(read) = tail.read(start, stop) {
+                return read.map_err(|e| StorageIOError::read_logs(&e).into());
+            }
+            if let Some(first) = tail.first_index().filter(|&f| start < f && f < stop) {
+                if let Some(read) = tail.read(first, stop) {
+                    newer = Some(read.map_err(|e| StorageIOError::read_logs(&e))?);
+                    end = Some(first);
+                }
+            }
         }
         let end = end.map(index_key);
         let engine = self.engine.clone();
@@ -267,10 +357,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 None => Ok(out),
             }
         };
-        tokio::task::spawn_blocking(read)
+        let mut entries = tokio::task::spawn_blocking(read)
             .await
             .map_err(|e| StorageIOError::read_logs(&std::io::Error::other(e)))?
-            .map_err(|e| StorageIOError::read_logs(&e).into())
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        entries.extend(newer.unwrap_or_default());
+        Ok(entries)
     }
 }
 
@@ -314,6 +406,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        *self.vote.lock().expect("vote lock poisoned") = Some(*vote);
         let mut b = WriteBatch::new();
         b.put(
             Cf::RaftState,
@@ -338,7 +431,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        match self.append_entries(entries).await {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let early = self.own(&entries);
+        match self.append_entries(entries, early).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -381,6 +476,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use bytes::Bytes;
     use openraft::{CommittedLeaderId, EntryPayload};
@@ -389,7 +485,7 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::replication::types::Request;
-    use crate::storage::memory::MemoryEngine;
+    use crate::storage::memory::{Instrumented, MemoryEngine};
     use crate::storage::store::Command;
     use crate::storage::writer::WriterOptions;
 
@@ -397,7 +493,12 @@ mod tests {
     enum Op {
         /// Appends `n` entries, replacing the last `back` ones (as after a conflict), having
         /// truncated them first or not.
-        Append { back: u64, n: u64, truncate: bool },
+        Append {
+            back: u64,
+            n: u64,
+            truncate: bool,
+            early: bool,
+        },
         /// Purges all but the last `keep` entries.
         Purge { keep: u64 },
         /// Truncates the last `back` entries.
@@ -411,7 +512,7 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u64..3, 1u64..6, any::<bool>()).prop_map(|(back, n, truncate)| Op::Append { back, n, truncate }),
+            4 => (0u64..3, 1u64..6, any::<bool>(), any::<bool>()).prop_map(|(back, n, truncate, early)| Op::Append { back, n, truncate, early }),
             1 => (0u64..8).prop_map(|keep| Op::Purge { keep }),
             1 => (0u64..3).prop_map(|back| Op::Truncate { back }),
             1 => (1u64..3, 1u64..4).prop_map(|(ahead, n)| Op::Skip { ahead, n }),
@@ -434,6 +535,98 @@ mod tests {
         }
     }
 
+    fn entry_of(term: u64, leader: NodeId, index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, leader), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// The primary's own appends return once queued and are readable at once, but count as
+    /// durable (for the state machine and the commit index the backups hear) only once
+    /// written; other appends, and any that change the membership, return once written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_primary_does_not_wait_for_its_own_appends_but_nothing_counts_them_before() {
+        let engine = Arc::new(Instrumented::default());
+        let (writer, _thread) = Writer::start(
+            engine.clone(),
+            WriterOptions::default(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("writer");
+        let mut store = LogStore::new(1, engine.clone(), writer);
+        let before = entry_of(2, 2, 1);
+        store
+            .append_entries(vec![before.clone()], false)
+            .await
+            .expect("append");
+        store
+            .save_vote(&Vote::new_committed(3, 1))
+            .await
+            .expect("vote");
+        let own: Vec<_> = (2..=3).map(|i| entry_of(3, 1, i)).collect();
+        assert!(store.own(&own));
+        assert!(!store.own(&[entry_of(3, 2, 2)]), "another leader's entries");
+        assert!(
+            !store.own(&[entry_of(2, 1, 2)]),
+            "this replica's of an earlier term"
+        );
+
+        engine.hold_writes(true);
+        let queued = tokio::time::timeout(
+            Duration::from_secs(10),
+            store.append_entries(own.clone(), true),
+        )
+        .await
+        .expect("an own append returns before it is written");
+        queued.expect("queued");
+        assert_eq!(
+            store.try_get_log_entries(2..4).await.expect("read"),
+            own,
+            "from the tail"
+        );
+        assert_eq!(
+            store.try_get_log_entries(1..4).await.expect("read"),
+            [vec![before.clone()], own.clone()].concat(),
+            "older entries from the engine, newer from the tail"
+        );
+        assert_eq!(engine.get(Cf::RaftLog, &index_key(2)).expect("get"), None);
+        let flushes = store.flushes().clone();
+        assert_eq!(
+            flushes.clamp_commit(Some(own[1].log_id)),
+            Some(before.log_id)
+        );
+        let durable = flushes.wait_durable(3);
+        tokio::pin!(durable);
+        assert!(futures::poll!(durable.as_mut()).is_pending());
+
+        let mut membership = entry_of(3, 1, 4);
+        membership.payload = EntryPayload::Membership(openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([1])],
+            None,
+        ));
+        let synced = store.append_entries(vec![membership.clone()], true);
+        tokio::pin!(synced);
+        assert!(
+            futures::poll!(synced.as_mut()).is_pending(),
+            "a membership change waits"
+        );
+
+        engine.hold_writes(false);
+        durable.await.expect("durable once written");
+        synced.await.expect("written");
+        for i in 2..=4 {
+            assert!(engine
+                .get(Cf::RaftLog, &index_key(i))
+                .expect("get")
+                .is_some());
+        }
+        assert_eq!(
+            flushes.clamp_commit(Some(membership.log_id)),
+            Some(membership.log_id)
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -446,14 +639,14 @@ mod tests {
             rt.block_on(async move {
                 let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
                 let (writer, _thread) = Writer::start(engine.clone(), WriterOptions::default(), Arc::new(Metrics::new())).expect("writer");
-                let mut store = LogStore::with_tail(engine.clone(), writer.clone(), 6, 600);
+                let mut store = LogStore::with_tail(1, engine.clone(), writer.clone(), 6, 600);
                 let mut model: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
                 let mut purged = 0u64;
                 for (generation, op) in ops.into_iter().enumerate() {
                     let generation = generation as u64 + 1;
                     let next = model.keys().next_back().map_or(purged + 1, |l| l + 1);
                     match op {
-                        Op::Append { back, n, truncate } => {
+                        Op::Append { back, n, truncate, early } => {
                             let first = next.saturating_sub(back).max(purged + 1);
                             if first < next && truncate {
                                 store.truncate(LogId::new(CommittedLeaderId::new(generation, 0), first)).await.expect("truncate");
@@ -463,7 +656,7 @@ mod tests {
                             for e in &entries {
                                 model.insert(e.log_id.index, e.clone());
                             }
-                            store.append_entries(entries).await.expect("append");
+                            store.append_entries(entries, early).await.expect("append");
                         }
                         Op::Skip { ahead, n } => {
                             let first = next + ahead;
@@ -471,7 +664,7 @@ mod tests {
                             for e in &entries {
                                 model.insert(e.log_id.index, e.clone());
                             }
-                            store.append_entries(entries).await.expect("append");
+                            store.append_entries(entries, false).await.expect("append");
                         }
                         Op::PurgePast { ahead } => {
                             let upto = next - 1 + ahead;
@@ -498,12 +691,19 @@ mod tests {
                         }
                     }
                     let last = model.keys().next_back().copied().unwrap_or(purged);
-                    let mut from_engine = LogStore::with_tail(engine.clone(), writer.clone(), 0, 0);
+                    let mut from_engine = LogStore::with_tail(1, engine.clone(), writer.clone(), 0, 0);
+                    // Early appends may not be written yet: bounded reads must find them.
                     for start in purged + 1..=last + 1 {
                         for end in start..=last + 1 {
                             let want: Vec<_> = model.range(start..end).map(|(_, e)| e.clone()).collect();
                             let got = store.try_get_log_entries(start..end).await.expect("read");
                             assert_eq!(got, want, "tail read {start}..{end}");
+                        }
+                    }
+                    store.flushes().wait_durable(u64::MAX).await.expect("written");
+                    for start in purged + 1..=last + 1 {
+                        for end in start..=last + 1 {
+                            let want: Vec<_> = model.range(start..end).map(|(_, e)| e.clone()).collect();
                             let disk = from_engine.try_get_log_entries(start..end).await.expect("read");
                             assert_eq!(disk, want, "engine read {start}..{end}");
                         }

@@ -3,6 +3,7 @@
 //!
 //! - [`types`]: what a log entry carries ([`types::Request`]) and what applying it returns;
 //! - [`log_store`]: the log and Raft's durable state in the storage engine;
+//! - [`flush`]: the primary's log appends not durable yet, and what they hold back;
 //! - [`state_machine`]: the versioned keyspace driven by committed entries, and snapshots;
 //! - [`network`]: Raft RPCs between replicas over gRPC, and follower freshness tracking;
 //! - [`Replica`]: the handle the services use: writes through the log, read barriers,
@@ -13,6 +14,7 @@
 //! increasing, not contiguous). `ARCHITECTURE.md` says why and what per-namespace groups will
 //! need.
 
+pub mod flush;
 // openraft's `StorageError` is large and its trait methods return it; boxing it is not ours.
 #[allow(clippy::result_large_err)]
 pub mod log_store;
@@ -194,16 +196,18 @@ impl Replica {
         };
         let peers = Arc::new(Peers::new(id, overrides));
         let freshness = Arc::new(Freshness::default());
-        let log = LogStore::new(store.engine().clone(), writer.clone());
-        let sm = StateMachine::new(store.clone(), writer);
+        let log = LogStore::new(id, store.engine().clone(), writer.clone());
+        let flushes = log.flushes().clone();
+        let sm = StateMachine::new(store.clone(), writer, flushes.clone());
         let raft = Raft::new(
             id,
             Arc::new(config),
-            NetworkFactory::new(peers.clone()),
+            NetworkFactory::new(peers.clone(), flushes.clone()),
             log,
             sm,
         )
         .await?;
+        send_released_commits(raft.clone(), flushes.released());
         let proposals = proposer::start(raft.clone(), options.commit_timeout);
         let replica = Replica {
             id,
@@ -551,6 +555,19 @@ impl Replica {
             tracing::warn!(error = %e, "stopping raft");
         }
     }
+}
+
+/// Sends the backups a heartbeat whenever a commit index held back from them can go out (see
+/// `flush`), so that they learn it without waiting for the next write or the next periodic
+/// heartbeat. Ends when the replica's Raft stops (the sender lives in its log store).
+fn send_released_commits(raft: Raft<TypeConfig>, mut released: tokio::sync::watch::Receiver<u64>) {
+    tokio::spawn(async move {
+        while released.changed().await.is_ok() {
+            if raft.trigger().heartbeat().await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use super::flush::Flushes;
 use super::log_store::{decode, encode};
 use super::types::{NodeId, TypeConfig};
 
@@ -95,12 +96,14 @@ impl Peers {
 #[derive(Clone, Debug)]
 pub struct NetworkFactory {
     peers: Arc<Peers>,
+    flushes: Arc<Flushes>,
 }
 
 impl NetworkFactory {
-    /// A factory reaching peers through `peers`.
-    pub fn new(peers: Arc<Peers>) -> Self {
-        Self { peers }
+    /// A factory reaching peers through `peers`, telling them only the commit index that
+    /// `flushes` lets out.
+    pub fn new(peers: Arc<Peers>, flushes: Arc<Flushes>) -> Self {
+        Self { peers, flushes }
     }
 }
 
@@ -116,6 +119,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             from: self.peers.id,
             target,
             channel,
+            flushes: self.flushes.clone(),
         }
     }
 }
@@ -126,6 +130,7 @@ pub struct PeerClient {
     from: NodeId,
     target: NodeId,
     channel: Option<Channel>,
+    flushes: Arc<Flushes>,
 }
 
 /// Maps a transport failure: a peer that cannot be reached is `Unreachable` (openraft backs
@@ -187,9 +192,11 @@ enum Method {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        // A backup learns no commit index past what is durable here (see `flush`).
+        rpc.leader_commit = self.flushes.clamp_commit(rpc.leader_commit);
         self.call(Method::Append, &rpc, &option).await
     }
 

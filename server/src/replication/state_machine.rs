@@ -30,6 +30,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::flush::Flushes;
 use super::log_store::{decode, encode};
 use super::types::{NodeId, Refusal, Response, TypeConfig};
 use crate::storage::store::{ApplyError, Command, Outcome, Stamped, Store};
@@ -60,6 +61,8 @@ struct StoredSnapshot {
 pub struct StateMachine {
     store: Arc<Store>,
     writer: Writer,
+    /// The log's appends as primary not durable yet: an entry applies once it is durable.
+    flushes: Arc<Flushes>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -67,9 +70,14 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 }
 
 impl StateMachine {
-    /// The state machine over `store`, writing through `writer`.
-    pub fn new(store: Arc<Store>, writer: Writer) -> Self {
-        Self { store, writer }
+    /// The state machine over `store`, writing through `writer`, applying entries once
+    /// `flushes` has them durable in the log.
+    pub fn new(store: Arc<Store>, writer: Writer, flushes: Arc<Flushes>) -> Self {
+        Self {
+            store,
+            writer,
+            flushes,
+        }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -313,6 +321,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = &membership {
             meta.push((MEMBERSHIP.to_vec(), encode(m).map_err(sm_err)?));
         }
+        // An entry the primary appended is applied (answered, readable) only once its own
+        // copy is durable; see `flush`.
+        self.flushes
+            .wait_durable(last.index)
+            .await
+            .map_err(sm_err)?;
         let store = self.store.clone();
         let (group, written) = in_place(move || {
             let mut group = store.apply_group(commands);
@@ -453,6 +467,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
+    use crate::replication::flush::Room;
     use crate::replication::types::Request;
     use crate::storage::memory::{Instrumented, MemoryEngine};
     use crate::storage::store::{Outcome, StoreOptions, DEFAULT_NAMESPACE};
@@ -486,6 +501,10 @@ mod tests {
     }
 
     fn machine(engine: &Arc<dyn Engine>) -> StateMachine {
+        machine_with(engine, Arc::default())
+    }
+
+    fn machine_with(engine: &Arc<dyn Engine>, flushes: Arc<Flushes>) -> StateMachine {
         let store = Store::open(engine.clone(), StoreOptions::default()).expect("open");
         let (writer, _thread) = Writer::start(
             engine.clone(),
@@ -493,7 +512,42 @@ mod tests {
             Arc::new(Metrics::new()),
         )
         .expect("writer");
-        StateMachine::new(Arc::new(store), writer)
+        StateMachine::new(Arc::new(store), writer, flushes)
+    }
+
+    /// An entry applies only once the log has it durable: not while an append of the primary
+    /// that holds it is pending, and not at all after such an append failed.
+    #[tokio::test]
+    async fn entries_apply_only_once_durable_in_the_log() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let flushes = Arc::new(Flushes::default());
+        let mut sm = machine_with(&engine, flushes.clone());
+        sm.applied_state().await.expect("applied state");
+        let room = Room {
+            entries: 8,
+            bytes: 1 << 20,
+        };
+        let pending = flushes.begin(1, None, 1, 10, room).expect("room");
+        {
+            let apply = sm.apply(vec![normal(1, put(DEFAULT_NAMESPACE, "a"))]);
+            tokio::pin!(apply);
+            assert!(futures::poll!(apply.as_mut()).is_pending());
+            assert_eq!(
+                engine.get(Cf::Meta, APPLIED).expect("get"),
+                None,
+                "not applied"
+            );
+            flushes.end(pending, Ok(()));
+            apply.await.expect("applied once durable");
+        }
+        assert!(engine.get(Cf::Meta, APPLIED).expect("get").is_some());
+        let failed = flushes.begin(2, None, 1, 10, room).expect("room");
+        flushes.end(failed, Err("disk full".into()));
+        let e = sm
+            .apply(vec![normal(2, put(DEFAULT_NAMESPACE, "b"))])
+            .await
+            .expect_err("a failed append stops applying");
+        assert!(e.to_string().contains("disk full"), "{e}");
     }
 
     /// A state machine over a fresh engine that applied puts of `a` and `b` at entries 1 and 2.

@@ -102,10 +102,19 @@ pub(crate) struct Instrumented {
     pub fail_data_reads: std::sync::atomic::AtomicBool,
     /// While set, every write fails (and changes nothing).
     pub fail_writes: std::sync::atomic::AtomicBool,
+    /// While true, every write waits (see [`Instrumented::hold_writes`]).
+    held: std::sync::Mutex<bool>,
+    released: std::sync::Condvar,
 }
 
 #[cfg(test)]
 impl Instrumented {
+    /// Makes every write wait until `hold_writes(false)` (writes waiting then go on).
+    pub fn hold_writes(&self, hold: bool) {
+        *self.held.lock().expect("hold lock poisoned") = hold;
+        self.released.notify_all();
+    }
+
     fn check(&self, cf: Cf) -> Result<()> {
         let failing = self
             .fail_data_reads
@@ -137,6 +146,12 @@ impl Engine for Instrumented {
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let held = self.held.lock().expect("hold lock poisoned");
+        drop(
+            self.released
+                .wait_while(held, |held| *held)
+                .expect("hold lock poisoned"),
+        );
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
