@@ -4,7 +4,7 @@
 //! (Raft thesis §10.2.1), provided it counts itself toward the entry's commit only once its
 //! copy is durable. openraft 0.9 counts the primary as soon as its append returns and
 //! replicates only after that, so a synced append puts the primary's fsync before the
-//! backups' instead of beside them: a lone write waits for two fsyncs in a row.
+//! backups' instead of beside them: a lone write would wait for two fsyncs in a row.
 //!
 //! So the log store returns from an append the primary makes as leader once the entries are
 //! queued to the writer (and readable from the log's in-memory tail), and this module keeps

@@ -2,9 +2,11 @@
 //! written through the single writer.
 //!
 //! Entries live in the `raft_log` column family under their index (u64 big-endian), encoded
-//! with bincode; the vote and log ids live in `raft_state`. An append and a vote are synced
-//! before openraft is told they are durable (Raft §5: a server must not forget a vote or an
-//! acknowledged entry). The commit index is not stored (openraft's option): a restarted
+//! with bincode; the vote and log ids live in `raft_state`. A vote, and an append a backup
+//! makes, are synced before openraft is told they are durable (Raft §5: a server must not
+//! forget a vote or an acknowledged entry). An append the primary makes as leader returns
+//! once queued, so that it is written while the entry is replicated; `flush` keeps anything
+//! from counting on it before it is durable. The commit index is not stored (openraft's option): a restarted
 //! replica learns it again from the primary, or as primary by committing an entry of its
 //! term, and storing it cost every commit a round trip to the writer thread on the primary's
 //! write path.

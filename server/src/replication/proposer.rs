@@ -1,9 +1,10 @@
 //! Group commit of proposals at the primary: writes that arrive while earlier ones are being
 //! committed share one log entry.
 //!
-//! openraft 0.9 appends and syncs each proposed entry on the primary before it replicates it,
-//! one entry at a time, so proposing every write as its own entry caps the primary at one
-//! write per fsync however many clients wait. The proposer keeps one entry between proposal
+//! Every entry costs an fsync on each replica and its own Raft messages, so proposing every
+//! write as its own entry caps the cluster at about one write per fsync however many clients
+//! wait (when openraft 0.9 still synced the primary's append before replicating it, that was
+//! the measured ceiling: 0.25× etcd's puts). The proposer keeps one entry between proposal
 //! and apply; writes arriving meanwhile queue, and the next entry takes all of them (up to
 //! [`MAX_BATCH_COMMANDS`] commands and about [`MAX_BATCH_BYTES`]) as one [`Command::Batch`]
 //! entry. A lone write is proposed at once as a plain entry, so one client
