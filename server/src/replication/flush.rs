@@ -16,7 +16,12 @@
 //! - the commit index sent to the backups is held back to the last entry durable here
 //!   ([`Flushes::clamp_commit`]), so no backup applies it before then either;
 //! - a commit index held back is sent as soon as the entries are durable
-//!   ([`Flushes::released`]: the replica sends a heartbeat).
+//!   ([`Flushes::released`]: the replica sends a heartbeat; openraft sends it only to backups
+//!   with no message in flight, and the others learn it with their next message, at the
+//!   latest the next periodic heartbeat);
+//! - an append that fails (or that the writer drops unwritten) stays pending for good: the
+//!   commit index stays held before it, nothing more applies and no further append is written,
+//!   so the replica stops (its state machine fails) with a log that has no gap.
 //!
 //! An entry openraft counted as committed and that the primary loses in a crash before its
 //! sync was seen by nobody, as if it had not been committed: a later leader may keep it or
@@ -28,6 +33,7 @@
 //! order; the writer thread reports each one here ([`Flushes::end`]) after writing it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use openraft::LogId;
 use tokio::sync::watch;
@@ -125,18 +131,24 @@ impl Flushes {
         seq
     }
 
-    /// Records that append `seq` was written and synced (`Ok`) or failed.
+    /// Records that append `seq` was written and synced (`Ok`) or failed. A failed append
+    /// stays pending for good: the commit index stays held back before it, and nothing more
+    /// applies (the replica stops; after a restart the log is what the disk holds).
     pub fn end(&self, seq: u64, result: Result<(), String>) {
         let mut release = false;
         self.state.send_modify(|s| {
-            if let Some(at) = s.pending.iter().position(|p| p.seq == seq) {
-                if let Some(p) = s.pending.remove(at) {
-                    s.entries -= p.entries;
-                    s.bytes -= p.bytes;
+            match result {
+                Ok(()) => {
+                    if let Some(at) = s.pending.iter().position(|p| p.seq == seq) {
+                        if let Some(p) = s.pending.remove(at) {
+                            s.entries -= p.entries;
+                            s.bytes -= p.bytes;
+                        }
+                    }
                 }
-            }
-            if let Err(e) = result {
-                s.failed.get_or_insert(e);
+                Err(e) => {
+                    s.failed.get_or_insert(e);
+                }
             }
             if s.held && s.pending.is_empty() {
                 s.held = false;
@@ -145,6 +157,22 @@ impl Flushes {
         });
         if release {
             self.released.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Why an append failed, if one did: no further append may be written (the log would
+    /// have a gap).
+    pub fn failure(&self) -> Option<String> {
+        self.state.borrow().failed.clone()
+    }
+
+    /// A guard that reports append `seq`'s result ([`Completion::report`]), or a failure if it
+    /// is dropped unreported (the writer dropped the append without writing it).
+    pub fn completion(self: &Arc<Self>, seq: u64) -> Completion {
+        Completion {
+            flushes: self.clone(),
+            seq,
+            reported: false,
         }
     }
 
@@ -190,6 +218,31 @@ impl Flushes {
     }
 }
 
+/// Reports a queued append's result to [`Flushes`] exactly once; see [`Flushes::completion`].
+#[derive(Debug)]
+pub struct Completion {
+    flushes: Arc<Flushes>,
+    seq: u64,
+    reported: bool,
+}
+
+impl Completion {
+    /// Reports the append's result.
+    pub fn report(mut self, result: Result<(), String>) {
+        self.reported = true;
+        self.flushes.end(self.seq, result);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.reported {
+            let dropped = "the writer dropped the append without writing it".to_string();
+            self.flushes.end(self.seq, Err(dropped));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::CommittedLeaderId;
@@ -226,9 +279,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_append_fails_every_wait() {
-        let f = Flushes::default();
-        let a = f.begin(5, None, 1, 10, ROOM).expect("room");
+    async fn a_failed_append_fails_every_wait_and_holds_the_commit_index_for_good() {
+        let f = Arc::new(Flushes::default());
+        let released = f.released();
+        let a = f.begin(5, Some(id(1, 4)), 1, 10, ROOM).expect("room");
+        assert_eq!(f.clamp_commit(Some(id(1, 5))), Some(id(1, 4)), "held");
         f.end(a, Err("disk full".into()));
         let e = f.wait_durable(5).await.expect_err("failed");
         assert!(e.contains("disk full"), "{e}");
@@ -236,7 +291,26 @@ mod tests {
             f.wait_durable(1).await.is_err(),
             "nothing applies after a failure"
         );
-        assert_eq!(f.begin(6, None, 1, 10, ROOM), None, "appends go synced");
+        assert!(f.failure().is_some_and(|e| e.contains("disk full")));
+        assert_eq!(f.begin(6, None, 1, 10, ROOM), None, "no more early appends");
+        assert_eq!(f.clamp_commit(Some(id(1, 5))), Some(id(1, 4)), "still held");
+        assert!(!released.has_changed().expect("open"), "never released");
+    }
+
+    #[tokio::test]
+    async fn an_append_dropped_unreported_fails_and_a_reported_one_counts_once() {
+        let f = Arc::new(Flushes::default());
+        let a = f.begin(5, None, 1, 10, ROOM).expect("room");
+        drop(f.completion(a));
+        assert!(
+            f.wait_durable(5).await.is_err(),
+            "dropped unreported: failed"
+        );
+        let g = Arc::new(Flushes::default());
+        let b = g.begin(5, None, 1, 10, ROOM).expect("room");
+        g.completion(b).report(Ok(()));
+        g.wait_durable(5).await.expect("reported once, written");
+        assert_eq!(g.failure(), None, "the drop after a report reports nothing");
     }
 
     #[test]

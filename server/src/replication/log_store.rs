@@ -242,6 +242,11 @@ impl LogStore {
         let Some(first) = appended.first().map(|(id, _)| id.index) else {
             return Ok(());
         };
+        if let Some(e) = self.flushes.failure() {
+            return Err(std::io::Error::other(format!(
+                "an earlier log append failed: {e}"
+            )));
+        }
         let pending = match early && !membership {
             true => {
                 let mut tail = self.tail();
@@ -260,21 +265,25 @@ impl LogStore {
             false => None,
         };
         if let Some(seq) = pending {
-            let flushes = self.flushes.clone();
-            let queued = self
-                .writer
-                .submit(b, true, move |result| flushes.end(seq, result))
-                .await;
-            if let Err(e) = queued {
-                self.flushes.end(seq, Err(e.to_string()));
-                return Err(std::io::Error::other(e));
-            }
+            // Not queued, the completion is dropped and reports the failure.
+            let completion = self.flushes.completion(seq);
+            self.writer
+                .submit(b, true, move |result| completion.report(result))
+                .await
+                .map_err(std::io::Error::other)?;
             return Ok(());
         }
         // Synced: once this returns the entries are durable, and readable by any reader.
         self.write(b, true).await?;
         self.tail().append(first, appended);
         Ok(())
+    }
+
+    /// Appends `entries` as openraft asks: early when they are this replica's own as primary
+    /// ([`LogStore::own`]), else written before returning.
+    async fn append_logged(&self, entries: Vec<Entry<TypeConfig>>) -> Result<(), std::io::Error> {
+        let early = self.own(&entries);
+        self.append_entries(entries, early).await
     }
 
     fn get_state<T: DeserializeOwned>(
@@ -330,6 +339,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
                     end = Some(first);
                 }
             }
+        }
+        if end.is_none() {
+            // Only the engine knows where the log ends: every queued append must be in it.
+            self.flushes
+                .wait_durable(u64::MAX)
+                .await
+                .map_err(|e| StorageIOError::read_logs(&std::io::Error::other(e)))?;
         }
         let end = end.map(index_key);
         let engine = self.engine.clone();
@@ -433,9 +449,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<_> = entries.into_iter().collect();
-        let early = self.own(&entries);
-        match self.append_entries(entries, early).await {
+        match self.append_logged(entries.into_iter().collect()).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -575,12 +589,10 @@ mod tests {
         );
 
         engine.hold_writes(true);
-        let queued = tokio::time::timeout(
-            Duration::from_secs(10),
-            store.append_entries(own.clone(), true),
-        )
-        .await
-        .expect("an own append returns before it is written");
+        let queued =
+            tokio::time::timeout(Duration::from_secs(10), store.append_logged(own.clone()))
+                .await
+                .expect("an own append returns before it is written");
         queued.expect("queued");
         assert_eq!(
             store.try_get_log_entries(2..4).await.expect("read"),
@@ -607,17 +619,32 @@ mod tests {
             vec![std::collections::BTreeSet::from([1])],
             None,
         ));
-        let synced = store.append_entries(vec![membership.clone()], true);
+        let synced = store.append_logged(vec![membership.clone()]);
         tokio::pin!(synced);
         assert!(
             futures::poll!(synced.as_mut()).is_pending(),
             "a membership change waits"
         );
+        let replicated = store.append_logged(vec![entry_of(3, 2, 5)]);
+        tokio::pin!(replicated);
+        assert!(
+            futures::poll!(replicated.as_mut()).is_pending(),
+            "another leader's entries wait"
+        );
+        let mut reader = store.clone();
+        let to_the_end = reader.try_get_log_entries(2..);
+        tokio::pin!(to_the_end);
+        assert!(
+            futures::poll!(to_the_end.as_mut()).is_pending(),
+            "a read to the log's end waits"
+        );
 
         engine.hold_writes(false);
         durable.await.expect("durable once written");
         synced.await.expect("written");
-        for i in 2..=4 {
+        replicated.await.expect("written");
+        assert_eq!(to_the_end.await.expect("read").len(), 4);
+        for i in 2..=5 {
             assert!(engine
                 .get(Cf::RaftLog, &index_key(i))
                 .expect("get")

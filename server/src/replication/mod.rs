@@ -150,6 +150,19 @@ pub struct Replica {
     reads: Arc<read_index::Coalescer<tokio::sync::oneshot::Sender<Result<(), ReplicaError>>>>,
     /// Writes waiting to be proposed.
     proposals: tokio::sync::mpsc::UnboundedSender<proposer::Proposal>,
+    /// The task that sends a commit index held back once it is released (see `flush`); it
+    /// holds a Raft handle, so it ends with the last handle to the replica.
+    _released_commits: Arc<AbortOnDrop>,
+}
+
+/// A task aborted when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Replica {
@@ -207,7 +220,10 @@ impl Replica {
             sm,
         )
         .await?;
-        send_released_commits(raft.clone(), flushes.released());
+        let released_commits = Arc::new(AbortOnDrop(send_released_commits(
+            raft.clone(),
+            flushes.released(),
+        )));
         let proposals = proposer::start(raft.clone(), options.commit_timeout);
         let replica = Replica {
             id,
@@ -218,6 +234,7 @@ impl Replica {
             options,
             reads: Arc::default(),
             proposals,
+            _released_commits: released_commits,
         };
         replica.bootstrap(address, bootstrap).await?;
         Ok(replica)
@@ -307,9 +324,9 @@ impl Replica {
     /// Orders `command` through the log and returns its outcome once it is committed and
     /// applied here.
     ///
-    /// Writes arriving together share a log entry (the `proposer` module): openraft syncs each entry
-    /// on the primary before replicating it, one entry at a time, so an entry per write would
-    /// cap the primary at one write per fsync.
+    /// Writes arriving together share a log entry (the `proposer` module): every entry costs an
+    /// fsync on each replica and its own Raft messages, so an entry per write would cap the
+    /// cluster at about one write per fsync.
     pub async fn write(&self, command: Command) -> Result<Outcome, ReplicaError> {
         if !self.is_leader() {
             return Err(self.not_leader());
@@ -559,15 +576,19 @@ impl Replica {
 
 /// Sends the backups a heartbeat whenever a commit index held back from them can go out (see
 /// `flush`), so that they learn it without waiting for the next write or the next periodic
-/// heartbeat. Ends when the replica's Raft stops (the sender lives in its log store).
-fn send_released_commits(raft: Raft<TypeConfig>, mut released: tokio::sync::watch::Receiver<u64>) {
+/// heartbeat. Ends when the replica's Raft stops (the sender lives in its log store), or when
+/// aborted.
+fn send_released_commits(
+    raft: Raft<TypeConfig>,
+    mut released: tokio::sync::watch::Receiver<u64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while released.changed().await.is_ok() {
             if raft.trigger().heartbeat().await.is_err() {
                 break;
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]

@@ -527,9 +527,13 @@ mod tests {
             entries: 8,
             bytes: 1 << 20,
         };
-        let pending = flushes.begin(1, None, 1, 10, room).expect("room");
+        // Entry 1 is durable, entry 2 pending: neither applies before 2 is written.
+        let pending = flushes.begin(2, None, 1, 10, room).expect("room");
         {
-            let apply = sm.apply(vec![normal(1, put(DEFAULT_NAMESPACE, "a"))]);
+            let apply = sm.apply(vec![
+                normal(1, put(DEFAULT_NAMESPACE, "a")),
+                normal(2, put(DEFAULT_NAMESPACE, "b")),
+            ]);
             tokio::pin!(apply);
             assert!(futures::poll!(apply.as_mut()).is_pending());
             assert_eq!(
@@ -541,10 +545,10 @@ mod tests {
             apply.await.expect("applied once durable");
         }
         assert!(engine.get(Cf::Meta, APPLIED).expect("get").is_some());
-        let failed = flushes.begin(2, None, 1, 10, room).expect("room");
+        let failed = flushes.begin(3, None, 1, 10, room).expect("room");
         flushes.end(failed, Err("disk full".into()));
         let e = sm
-            .apply(vec![normal(2, put(DEFAULT_NAMESPACE, "b"))])
+            .apply(vec![normal(3, put(DEFAULT_NAMESPACE, "c"))])
             .await
             .expect_err("a failed append stops applying");
         assert!(e.to_string().contains("disk full"), "{e}");
