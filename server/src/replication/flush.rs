@@ -211,6 +211,12 @@ impl Flushes {
         clamped
     }
 
+    /// How many callers wait in [`Flushes::wait_durable`].
+    #[cfg(test)]
+    pub fn waiters(&self) -> usize {
+        self.state.receiver_count()
+    }
+
     /// A receiver that sees a change whenever a commit index held back by
     /// [`Flushes::clamp_commit`] can be sent: every append pending when it was held is durable.
     pub fn released(&self) -> watch::Receiver<u64> {

@@ -340,13 +340,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 }
             }
         }
-        if end.is_none() {
-            // Only the engine knows where the log ends: every queued append must be in it.
-            self.flushes
-                .wait_durable(u64::MAX)
-                .await
-                .map_err(|e| StorageIOError::read_logs(&std::io::Error::other(e)))?;
-        }
+        // The engine has an entry only once its append is written: wait for any queued append
+        // of an entry in the range (for a read to the end, for all of them).
+        let last = end.map_or(u64::MAX, |end| end.saturating_sub(1));
+        self.flushes
+            .wait_durable(last)
+            .await
+            .map_err(|e| StorageIOError::read_logs(&std::io::Error::other(e)))?;
         let end = end.map(index_key);
         let engine = self.engine.clone();
         let read = move || {
@@ -654,6 +654,47 @@ mod tests {
             flushes.clamp_commit(Some(membership.log_id)),
             Some(membership.log_id)
         );
+    }
+
+    /// A read the tail cannot serve whole reads the engine, which has an entry only once its
+    /// append is written: it first waits for the queued appends of entries in its range (here
+    /// an own append rewrote entry 2 and left entries 3 and 4 after it, past the tail).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_past_the_tail_waits_for_the_queued_appends_in_its_range() {
+        let engine = Arc::new(Instrumented::default());
+        let (writer, _thread) = Writer::start(
+            engine.clone(),
+            WriterOptions::default(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("writer");
+        let store = LogStore::new(1, engine.clone(), writer);
+        let old: Vec<_> = (1..=4).map(|i| entry_of(2, 1, i)).collect();
+        store
+            .append_entries(old.clone(), false)
+            .await
+            .expect("append");
+        engine.hold_writes(true);
+        let rewritten = entry_of(3, 1, 2);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            store.append_entries(vec![rewritten.clone()], true),
+        )
+        .await
+        .expect("an own append returns before it is written")
+        .expect("queued");
+        let mut reader = store.clone();
+        let read = reader.try_get_log_entries(1..5);
+        tokio::pin!(read);
+        assert!(futures::poll!(read.as_mut()).is_pending());
+        assert_eq!(
+            store.flushes().waiters(),
+            1,
+            "the read waits for the queued append"
+        );
+        engine.hold_writes(false);
+        let want = vec![old[0].clone(), rewritten, old[2].clone(), old[3].clone()];
+        assert_eq!(read.await.expect("read"), want);
     }
 
     proptest! {
