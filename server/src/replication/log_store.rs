@@ -6,10 +6,10 @@
 //! makes, are synced before openraft is told they are durable (Raft §5: a server must not
 //! forget a vote or an acknowledged entry). An append the primary makes as leader returns
 //! once queued, so that it is written while the entry is replicated; `flush` keeps anything
-//! from counting on it before it is durable. The commit index is not stored (openraft's option): a restarted
-//! replica learns it again from the primary, or as primary by committing an entry of its
-//! term, and storing it cost every commit a round trip to the writer thread on the primary's
-//! write path.
+//! from counting on it before it is durable. The commit index is not stored (openraft's
+//! option): a restarted replica learns it again from the primary, or as primary by
+//! committing an entry of its term, and storing it cost every commit a round trip to the
+//! writer thread on the primary's write path.
 //!
 //! The newest entries are also kept in memory, encoded (the `Tail`): replication to each
 //! backup and the state machine read every entry just after it is appended, and serving those
