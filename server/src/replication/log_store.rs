@@ -558,11 +558,8 @@ mod tests {
         }
     }
 
-    /// The primary's own appends return once queued and are readable at once, but count as
-    /// durable (for the state machine and the commit index the backups hear) only once
-    /// written; other appends, and any that change the membership, return once written.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_primary_does_not_wait_for_its_own_appends_but_nothing_counts_them_before() {
+    /// The log store of replica 1 over an engine whose writes can be held.
+    fn store_of_replica_1() -> (Arc<Instrumented>, LogStore) {
         let engine = Arc::new(Instrumented::default());
         let (writer, _thread) = Writer::start(
             engine.clone(),
@@ -570,7 +567,16 @@ mod tests {
             Arc::new(Metrics::new()),
         )
         .expect("writer");
-        let mut store = LogStore::new(1, engine.clone(), writer);
+        let store = LogStore::new(1, engine.clone(), writer);
+        (engine, store)
+    }
+
+    /// The primary's own appends return once queued and are readable at once, but count as
+    /// durable (for the state machine and the commit index the backups hear) only once
+    /// written; other appends, and any that change the membership, return once written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_primary_does_not_wait_for_its_own_appends_but_nothing_counts_them_before() {
+        let (engine, mut store) = store_of_replica_1();
         let before = entry_of(2, 2, 1);
         store
             .append_entries(vec![before.clone()], false)
@@ -661,14 +667,7 @@ mod tests {
     /// an own append rewrote entry 2 and left entries 3 and 4 after it, past the tail).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_past_the_tail_waits_for_the_queued_appends_in_its_range() {
-        let engine = Arc::new(Instrumented::default());
-        let (writer, _thread) = Writer::start(
-            engine.clone(),
-            WriterOptions::default(),
-            Arc::new(Metrics::new()),
-        )
-        .expect("writer");
-        let store = LogStore::new(1, engine.clone(), writer);
+        let (engine, store) = store_of_replica_1();
         let old: Vec<_> = (1..=4).map(|i| entry_of(2, 1, i)).collect();
         store
             .append_entries(old.clone(), false)
