@@ -3,7 +3,8 @@
 //! For each target: check it can run the workload, start its cluster in a fresh directory,
 //! open the client connections, load every record, run the warm-up and the measured window,
 //! optionally run open-loop points for the latency-versus-throughput curve, read the servers'
-//! peak memory, and stop the cluster before the next target starts, so targets never compete
+//! peak memory and the CPU time used per operation in the measured window (by the servers, by
+//! this load generator, and the machine's busy share), and stop the cluster before the next target starts, so targets never compete
 //! for the two cores. A target that cannot run, or fails, is reported as skipped with the
 //! reason, and the run goes on.
 
@@ -15,7 +16,7 @@ use anyhow::{Context, Result};
 
 use crate::machine;
 use crate::plot;
-use crate::process::peak_rss_kib;
+use crate::process::{cpu_seconds, peak_rss_kib};
 use crate::progress::{spinner, Measure, PhaseBar};
 use crate::report::{CurvePoint, Report, Skipped, TargetReport};
 use crate::runner::{self, Live, RunPlan, RunStats};
@@ -216,6 +217,12 @@ async fn measure(
         warmup: config.warmup,
         duration: config.duration,
     };
+    let window_start = tokio::time::Instant::now() + plan.warmup;
+    let cpu = tokio::spawn(cpu_over(
+        target.server_pids(),
+        window_start,
+        window_start + plan.duration,
+    ));
     let stats = run_phase(
         &format!("{name}: {}", config.workload),
         &stores,
@@ -224,6 +231,14 @@ async fn measure(
         plan,
     )
     .await?;
+    let cpu = cpu.await.ok().flatten().unwrap_or_default();
+    let per_op = |seconds: f64| {
+        if stats.ops == 0 {
+            0.0
+        } else {
+            seconds / stats.ops as f64 * 1e6
+        }
+    };
 
     let mut curve = Vec::new();
     if config.plot.is_some() {
@@ -260,12 +275,53 @@ async fn measure(
         peak_rss_mb: rss.iter().sum::<u64>() as f64 / 1024.0,
         peak_rss_mb_max_process: rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0,
         processes: rss.len(),
+        server_cpu_us_per_op: per_op(cpu.servers),
+        client_cpu_us_per_op: per_op(cpu.client),
+        machine_busy: cpu.machine_busy,
         errors: stats.errors,
         misses: stats.misses,
         first_error: stats.first_error.clone(),
         settings: target.describe(),
         curve,
     }))
+}
+
+/// CPU time used in a window: by a target's servers together and by this process, in
+/// seconds, and the share of the machine's CPUs that was busy.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuUse {
+    servers: f64,
+    client: f64,
+    machine_busy: f64,
+}
+
+/// The CPU time `pids` and this process use between `from` and `until` (waiting for both), or
+/// `None` when a process's time cannot be read at either end (one exited, or no `/proc`).
+async fn cpu_over(
+    pids: Vec<u32>,
+    from: tokio::time::Instant,
+    until: tokio::time::Instant,
+) -> Option<CpuUse> {
+    let sample = || -> Option<(f64, f64, machine::CpuTimes)> {
+        let servers = pids
+            .iter()
+            .map(|&pid| cpu_seconds(pid))
+            .sum::<Option<f64>>()?;
+        Some((
+            servers,
+            cpu_seconds(std::process::id())?,
+            machine::cpu_times()?,
+        ))
+    };
+    tokio::time::sleep_until(from).await;
+    let (servers, client, machine) = sample()?;
+    tokio::time::sleep_until(until).await;
+    let (servers_end, client_end, machine_end) = sample()?;
+    Some(CpuUse {
+        servers: servers_end - servers,
+        client: client_end - client,
+        machine_busy: machine.busy_share_until(&machine_end),
+    })
 }
 
 fn make_generators(config: &CompareConfig, keys: &KeyChooser) -> Vec<OpGenerator> {

@@ -28,6 +28,56 @@ pub fn parse_load_average(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// Busy and total time of all CPUs since boot, in clock ticks (the `cpu` line of
+/// `/proc/stat`), or `None` when it cannot be read.
+pub fn cpu_times() -> Option<CpuTimes> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|text| parse_cpu_times(&text))
+}
+
+/// Busy and total CPU time, in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// Time not idle and not waiting for I/O.
+    pub busy: u64,
+    /// All time, over all CPUs.
+    pub total: u64,
+}
+
+impl CpuTimes {
+    /// The share of the CPUs that was busy between `self` and a later reading, 0 to 1.
+    pub fn busy_share_until(&self, later: &CpuTimes) -> f64 {
+        let total = later.total.saturating_sub(self.total);
+        if total == 0 {
+            return 0.0;
+        }
+        later.busy.saturating_sub(self.busy) as f64 / total as f64
+    }
+}
+
+/// The first (`cpu`, all CPUs) line of a `/proc/stat` text: user, nice, system, idle, iowait,
+/// irq, softirq, steal; idle and iowait are not busy. (guest and guest_nice, when present,
+/// are already counted in user and nice.)
+pub fn parse_cpu_times(text: &str) -> Option<CpuTimes> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if fields.len() < 5 {
+        return None;
+    }
+    let total: u64 = fields.iter().sum();
+    let idle = fields[3] + fields[4];
+    Some(CpuTimes {
+        busy: total - idle,
+        total,
+    })
+}
+
 /// The CPU model name, or `unknown`.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -79,6 +129,21 @@ mod tests {
     fn load_average_is_the_first_field() {
         assert_eq!(parse_load_average("1.69 2.66 2.14 3/456 789\n"), Some(1.69));
         assert_eq!(parse_load_average(""), None);
+    }
+
+    #[test]
+    fn cpu_times_leave_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
+        let t = parse_cpu_times(stat).expect("a cpu line");
+        assert_eq!(t.total, 1000);
+        assert_eq!(t.busy, 160);
+        let later = CpuTimes {
+            busy: 160 + 30,
+            total: 1000 + 120,
+        };
+        assert!((t.busy_share_until(&later) - 0.25).abs() < 1e-9);
+        assert_eq!(t.busy_share_until(&t), 0.0);
+        assert_eq!(parse_cpu_times("intr 1 2 3\n"), None);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! panic (unwinding drops it). Every live child is also listed in a process-wide registry that
 //! [`install_panic_hook`] kills, for panics that do not unwind through the owner.
 //!
-//! Also here: [`peak_rss_kib`] (VmHWM from `/proc/PID/status`), and [`wait_for_log`] for
-//! servers that announce readiness in their log.
+//! Also here: [`peak_rss_kib`] (VmHWM from `/proc/PID/status`), [`cpu_seconds`] (user and
+//! system time from `/proc/PID/stat`), and [`wait_for_log`] for servers that announce
+//! readiness in their log.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -206,9 +207,69 @@ pub fn parse_vm_hwm(status: &str) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// The CPU time `pid` has used so far, user and system, over all its threads, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = parse_cpu_ticks(&stat)?;
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// The kernel's clock ticks per second, the unit of `/proc` CPU times.
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` text, in clock ticks. The command
+/// name (field 2) is in parentheses and may itself hold spaces and parentheses, so the fields
+/// are counted from the last `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (the state): utime is field 14, 11 places further.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_user_plus_system_time() {
+        // A real line's shape, with a command name that holds a space and a parenthesis.
+        let stat = "4242 (tokio rt) w) S 1 4242 4242 0 -1 4194560 1200 0 3 0 \
+                    731 219 0 0 20 0 9 0 123456 1048576 2500 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat), Some(731 + 219));
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1 2"), None);
+        assert_eq!(parse_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn own_cpu_time_grows_with_work() {
+        let before = cpu_seconds(std::process::id()).expect("own /proc/PID/stat");
+        // Spin until the kernel has charged at least two ticks more to this process.
+        let tick = 1.0 / clock_ticks_per_second();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 1u64;
+        let after = loop {
+            for i in 0..100_000u64 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+            let now = cpu_seconds(std::process::id()).expect("own /proc/PID/stat");
+            if now >= before + 2.0 * tick || Instant::now() > deadline {
+                break now;
+            }
+        };
+        assert!(after >= before + 2.0 * tick, "{before} s -> {after} s");
+    }
 
     #[test]
     fn vm_hwm_is_read_in_kib() {

@@ -29,6 +29,18 @@ pub struct TargetReport {
     pub peak_rss_mb_max_process: f64,
     /// Server processes in the cluster.
     pub processes: usize,
+    /// CPU time (user and system) the target's server processes used in the measured window,
+    /// summed over them, per successful operation, in microseconds.
+    #[serde(default)]
+    pub server_cpu_us_per_op: f64,
+    /// CPU time the load generator (this process: clients, client library, histograms) used
+    /// in the measured window per successful operation, in microseconds.
+    #[serde(default)]
+    pub client_cpu_us_per_op: f64,
+    /// The share of all the machine's CPUs that was busy in the measured window, 0 to 1. Near
+    /// 1, throughput is the CPUs divided by the CPU time per operation (server plus client).
+    #[serde(default)]
+    pub machine_busy: f64,
     /// Operations that failed in the measured window.
     pub errors: u64,
     /// Reads that found no value (should be 0: every key is loaded first).
@@ -166,13 +178,16 @@ impl Report {
         let reference = self.reference();
         let _ = writeln!(
             out,
-            "{:<14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} | {:>9} {:>8} {:>8}",
+            "{:<14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>7} | {:>9} {:>8} {:>8}",
             "target",
             "ops/s",
             "p50 ms",
             "p99 ms",
             "p99.9 ms",
             "RSS MiB",
+            "srv µs/op",
+            "gen µs/op",
+            "busy",
             "errors",
             "ops÷etcd",
             "p50÷etcd",
@@ -185,13 +200,16 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<14} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.0} {:>7} | {:>9} {:>8} {:>8}",
+                "{:<14} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.0} {:>9.1} {:>9.1} {:>5.0}% {:>7} | {:>9} {:>8} {:>8}",
                 t.name,
                 t.ops_per_sec,
                 t.p50_ms,
                 t.p99_ms,
                 t.p999_ms,
                 t.peak_rss_mb,
+                t.server_cpu_us_per_op,
+                t.client_cpu_us_per_op,
+                t.machine_busy * 100.0,
                 t.errors,
                 ratio(t.ops_per_sec, reference.map(|r| r.ops_per_sec)),
                 ratio(t.p50_ms, reference.map(|r| r.p50_ms)),
@@ -228,6 +246,9 @@ mod tests {
             peak_rss_mb: 100.0,
             peak_rss_mb_max_process: 40.0,
             processes: 3,
+            server_cpu_us_per_op: ops / 100.0,
+            client_cpu_us_per_op: 30.0,
+            machine_busy: 0.875,
             errors: 0,
             misses: 0,
             first_error: None,
@@ -266,6 +287,9 @@ mod tests {
         assert_eq!(first["p99_ms"], 4.0);
         assert_eq!(first["p999_ms"], 8.0);
         assert_eq!(first["peak_rss_mb"], 100.0);
+        assert_eq!(first["server_cpu_us_per_op"], 90.0);
+        assert_eq!(first["client_cpu_us_per_op"], 30.0);
+        assert_eq!(first["machine_busy"], 0.875);
         assert!(first.get("first_error").is_none());
         assert!(first.get("curve").is_none());
         assert_eq!(json["skipped"][0]["name"], "dialkv-quorum");
@@ -285,6 +309,25 @@ mod tests {
     }
 
     #[test]
+    fn json_of_runs_before_cpu_accounting_still_parses() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&report().to_json().expect("serializes")).expect("parses");
+        for t in json["targets"].as_array_mut().expect("targets") {
+            let t = t.as_object_mut().expect("a target object");
+            for field in [
+                "server_cpu_us_per_op",
+                "client_cpu_us_per_op",
+                "machine_busy",
+            ] {
+                assert!(t.remove(field).is_some(), "{field} is written");
+            }
+        }
+        let old = Report::from_json(&json.to_string()).expect("parses without the CPU fields");
+        assert_eq!(old.targets[0].server_cpu_us_per_op, 0.0);
+        assert_eq!(old.targets[0].machine_busy, 0.0);
+    }
+
+    #[test]
     fn table_shows_ratios_to_etcd() {
         let table = report().table();
         let dialkv = table
@@ -292,10 +335,12 @@ mod tests {
             .find(|l| l.starts_with("dialkv-pb "))
             .expect("a dialkv row");
         let cells: Vec<&str> = dialkv.split_whitespace().collect();
-        // name, ops, p50, p99, p99.9, rss, errors, |, ops ratio, p50 ratio, p99 ratio
+        // name, ops, p50, p99, p99.9, rss, server cpu, client cpu, busy, errors, |, ops ratio,
+        // p50 ratio, p99 ratio
         assert_eq!(cells[1], "9000");
         assert_eq!(cells[2], "1.000");
-        assert_eq!(&cells[8..], ["3.00", "0.25", "0.25"]);
+        assert_eq!(&cells[6..9], ["90.0", "30.0", "88%"]);
+        assert_eq!(&cells[11..], ["3.00", "0.25", "0.25"]);
         let etcd = table.lines().find(|l| l.starts_with("etcd ")).expect("row");
         assert!(etcd.ends_with("1.00     1.00     1.00"), "{etcd}");
         assert!(table.contains("dialkv-quorum skipped: not available"));
