@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod peer_stream;
 pub mod quorum;
 pub mod replication;
 pub mod server;

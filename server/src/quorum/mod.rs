@@ -37,6 +37,7 @@ use tonic::transport::Channel;
 use self::applier::{wall_ns, Applier, Job, LocalWrite, Published, Update, Written};
 use self::object::{Object, Policy};
 use crate::error::ServiceError;
+use crate::peer_stream::{self, Link, Replies};
 use crate::replication::network::MAX_RAFT_MESSAGE_BYTES;
 use crate::replication::Replica;
 use crate::storage::keys::NamespaceId;
@@ -897,6 +898,7 @@ impl Quorum {
     async fn send_to(self: Arc<Self>, peer: ReplicaId, addr: String) {
         let mut applied = self.applied.clone();
         let mut acked: Option<u64> = None;
+        let mut link = Link::Closed;
         loop {
             let (seq, trimmed) = {
                 let p = self.published.lock().expect("published lock poisoned");
@@ -928,11 +930,7 @@ impl Quorum {
                 trimmed,
                 updates,
             };
-            let timeout = self.options.timeout;
-            match self
-                .call::<_, PushResponse>(peer, &addr, Rpc::Push, &req, timeout)
-                .await
-            {
+            match self.push(&mut link, peer, &addr, &req).await {
                 Ok(resp) => {
                     let theirs = resp.vv.get(self.me);
                     if theirs > applier::MAX_COUNTER {
@@ -981,6 +979,43 @@ impl Quorum {
                 }
             }
             let _ = tokio::time::timeout(self.options.heartbeat, applied.changed()).await;
+        }
+    }
+
+    /// Sends one push to `peer` over `link`, the push stream of this sender (see
+    /// [`crate::peer_stream`]), or as a unary call to a peer without the stream.
+    async fn push(
+        &self,
+        link: &mut Link<QuorumMessage>,
+        peer: ReplicaId,
+        addr: &str,
+        req: &PushRequest,
+    ) -> Result<PushResponse, String> {
+        let timeout = self.options.timeout;
+        if link.is_unary() {
+            return self.call(peer, addr, Rpc::Push, req, timeout).await;
+        }
+        let message = QuorumMessage {
+            from: self.me,
+            to: peer,
+            payload: bincode::serialize(req).map_err(|e| e.to_string())?.into(),
+        };
+        let mut client = QuorumClient::new(self.replica.peers().channel(addr))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        let exchanged = link
+            .exchange(message, timeout, |requests| async move {
+                client.push_stream(requests).await
+            })
+            .await;
+        match exchanged {
+            Ok(reply) => bincode::deserialize(&reply.payload).map_err(|e| {
+                *link = Link::Closed;
+                e.to_string()
+            }),
+            // A server from before the stream: unary calls from now on.
+            Err(_) if link.is_unary() => self.call(peer, addr, Rpc::Push, req, timeout).await,
+            Err(status) => Err(format!("replica {peer}: {}", status.message())),
         }
     }
 
@@ -1202,9 +1237,25 @@ impl QuorumService {
         Resp: Serialize,
         Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
     {
+        self.handle_message(rpc, request.into_inner(), handler)
+            .await
+            .map(tonic::Response::new)
+    }
+
+    /// [`QuorumService::handle`] for one message of a stream.
+    async fn handle_message<Req, Resp, Fut>(
+        &self,
+        rpc: &str,
+        msg: QuorumMessage,
+        handler: impl FnOnce(Arc<Quorum>, ReplicaId, Req) -> Fut,
+    ) -> Result<QuorumMessage, tonic::Status>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
+    {
         let started = Instant::now();
         let answer = async {
-            let msg = request.into_inner();
             let from = msg.from;
             let req: Req = self.open(msg)?;
             let resp = handler(self.quorum.clone(), from, req).await?;
@@ -1220,18 +1271,14 @@ impl QuorumService {
         answer
     }
 
-    fn reply<T: Serialize>(
-        &self,
-        to: u64,
-        body: &T,
-    ) -> Result<tonic::Response<QuorumMessage>, tonic::Status> {
-        Ok(tonic::Response::new(QuorumMessage {
+    fn reply<T: Serialize>(&self, to: u64, body: &T) -> Result<QuorumMessage, tonic::Status> {
+        Ok(QuorumMessage {
             from: self.quorum.me,
             to,
             payload: bincode::serialize(body)
                 .map_err(|e| tonic::Status::internal(e.to_string()))?
                 .into(),
-        }))
+        })
     }
 }
 
@@ -1251,6 +1298,26 @@ impl dialkv_proto::replication::quorum_server::Quorum for QuorumService {
             |q, from, req: PushRequest| async move { q.on_push(from, req).await.map_err(internal) },
         )
         .await
+    }
+
+    type PushStreamStream = Replies<QuorumMessage>;
+
+    async fn push_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<QuorumMessage>>,
+    ) -> Result<tonic::Response<Replies<QuorumMessage>>, tonic::Status> {
+        let service = self.clone();
+        let replies = peer_stream::serve(request.into_inner(), move |msg| {
+            let service = service.clone();
+            async move {
+                service
+                    .handle_message("Quorum.Push", msg, |q, from, req: PushRequest| async move {
+                        q.on_push(from, req).await.map_err(internal)
+                    })
+                    .await
+            }
+        });
+        Ok(tonic::Response::new(replies))
     }
 
     async fn read(

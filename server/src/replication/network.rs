@@ -8,12 +8,8 @@
 //!
 //! AppendEntries, the one RPC on every write's path, goes over a long-lived `AppendStream`
 //! per [`PeerClient`] (openraft keeps one per replication stream and calls it one request at a
-//! time): each request is then one HTTP/2 DATA frame and one `writev`, and the receiver starts
-//! on it when that frame arrives. As a unary call it was three writes — headers, data, and an
-//! empty end-of-stream frame — and the receiving handler waited for the last (a `strace` of a
-//! lone put showed 0.2–0.4 ms between the first and the last on these machines). A stream that
-//! fails or times out is dropped, with any late reply on it, and the next request opens a new
-//! one; a peer that does not know the stream (an older server) is sent unary calls.
+//! time), one HTTP/2 DATA frame a request instead of a unary call's three writes: see
+//! [`crate::peer_stream`].
 //!
 //! Addresses: a replica reaches peer `j` at the address its own `--peers` flag gives for `j`
 //! when it has one, else at the address stored in the cluster membership. Per-replica
@@ -25,7 +21,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use dialkv_proto::replication::{raft_client::RaftClient, raft_server, RaftMessage};
-use futures::Stream;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -37,8 +32,6 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 #[cfg(test)]
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Endpoint};
@@ -46,6 +39,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::flush::Flushes;
 use super::log_store::{decode, encode};
 use super::types::{NodeId, TypeConfig};
+use crate::peer_stream::{self, Link, Replies};
 
 /// The largest Raft message accepted: room for a batch of entries with full-size values.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 256 << 20;
@@ -134,7 +128,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             channel,
             flushes: self.flushes.clone(),
-            append: Append::Closed,
+            append: Link::Closed,
         }
     }
 }
@@ -146,21 +140,8 @@ pub struct PeerClient {
     target: NodeId,
     channel: Option<Channel>,
     flushes: Arc<Flushes>,
-    append: Append,
-}
-
-/// How a [`PeerClient`] sends AppendEntries.
-#[derive(Debug)]
-enum Append {
-    /// No stream is open: the next request opens one.
-    Closed,
-    /// An open stream: requests go into `requests`, replies come back in order on `replies`.
-    Open {
-        requests: mpsc::Sender<RaftMessage>,
-        replies: Box<tonic::Streaming<RaftMessage>>,
-    },
-    /// The peer does not serve the stream: unary calls.
-    Unary,
+    /// How AppendEntries reach the peer.
+    append: Link<RaftMessage>,
 }
 
 /// Maps a transport failure: a peer that cannot be reached is `Unreachable` (openraft backs
@@ -188,7 +169,7 @@ impl PeerClient {
     }
 
     /// Sends `rpc` on the append stream (opening it first if none is open) and waits for its
-    /// reply, for at most `option`'s hard time limit. Any failure drops the stream.
+    /// reply, for at most `option`'s hard time limit.
     async fn append_on_stream(
         &mut self,
         rpc: &AppendEntriesRequest<TypeConfig>,
@@ -203,63 +184,23 @@ impl PeerClient {
             to: self.target,
             payload: payload.into(),
         };
-        // The stream is taken out for the exchange and put back only after its reply is read:
-        // if this call is dropped midway (or fails), the stream goes with it, and no later
-        // request can take this one's reply for its own.
-        let open = std::mem::replace(&mut self.append, Append::Closed);
-        let exchange = async {
-            let (requests, mut replies) = match open {
-                Append::Open { requests, replies } => {
-                    requests
-                        .send(message)
-                        .await
-                        .map_err(|_| tonic::Status::unavailable("the append stream closed"))?;
-                    (requests, replies)
-                }
-                _ => {
-                    // The first request is queued before the call, which returns once the
-                    // peer has answered the stream's headers.
-                    let (requests, queue) = mpsc::channel(1);
-                    let _ = requests.send(message).await;
-                    let replies = client
-                        .append_stream(ReceiverStream::new(queue))
-                        .await?
-                        .into_inner();
-                    (requests, Box::new(replies))
-                }
-            };
-            let reply = replies
-                .message()
-                .await?
-                .ok_or_else(|| tonic::Status::unavailable("the peer closed the append stream"))?;
-            Ok::<_, tonic::Status>((reply, Append::Open { requests, replies }))
-        };
-        let reply = match tokio::time::timeout(option.hard_ttl(), exchange).await {
-            Ok(Ok((reply, open))) => {
-                self.append = open;
-                reply
+        let exchanged = self
+            .append
+            .exchange(message, option.hard_ttl(), |requests| async move {
+                client.append_stream(requests).await
+            })
+            .await;
+        let reply = match exchanged {
+            Ok(reply) => reply,
+            // A server from before the stream: unary calls from now on.
+            Err(_) if self.append.is_unary() => {
+                return self.call(Method::Append, rpc, option).await;
             }
-            Ok(Err(status)) => {
-                if status.code() == tonic::Code::Unimplemented {
-                    // A server from before the stream: unary calls from now on.
-                    self.append = Append::Unary;
-                    return self.call(Method::Append, rpc, option).await;
-                }
-                return Err(transport_error(status));
-            }
-            Err(_) => {
-                // The reply still on its way, if any, went with the dropped stream.
-                let status = tonic::Status::deadline_exceeded(format!(
-                    "no AppendEntries reply from replica {} within {:?}",
-                    self.target,
-                    option.hard_ttl()
-                ));
-                return Err(transport_error(status));
-            }
+            Err(status) => return Err(transport_error(status)),
         };
         let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
             decode(&reply.payload).map_err(|e| {
-                self.append = Append::Closed;
+                self.append = Link::Closed;
                 RPCError::Network(NetworkError::new(&e))
             })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -313,7 +254,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         // A backup learns no commit index past what is durable here (see `flush`).
         rpc.leader_commit = self.flushes.clamp_commit(rpc.leader_commit);
-        if matches!(self.append, Append::Unary) {
+        if self.append.is_unary() {
             return self.call(Method::Append, &rpc, &option).await;
         }
         self.append_on_stream(&rpc, &option).await
@@ -442,10 +383,6 @@ impl RaftService {
     }
 }
 
-/// The replies of an append stream.
-type AppendReplies =
-    std::pin::Pin<Box<dyn Stream<Item = Result<RaftMessage, tonic::Status>> + Send>>;
-
 #[tonic::async_trait]
 impl raft_server::Raft for RaftService {
     async fn append_entries(
@@ -457,27 +394,18 @@ impl raft_server::Raft for RaftService {
             .map(tonic::Response::new)
     }
 
-    type AppendStreamStream = AppendReplies;
+    type AppendStreamStream = Replies<RaftMessage>;
 
     async fn append_stream(
         &self,
         request: tonic::Request<tonic::Streaming<RaftMessage>>,
-    ) -> Result<tonic::Response<AppendReplies>, tonic::Status> {
-        // One request at a time, in order: the next is read only once the last one's reply is
-        // taken. A refused request ends the stream with its error, as a unary call would fail;
-        // the sender opens a new stream for the next.
-        let state = (self.clone(), request.into_inner(), false);
-        let replies =
-            futures::stream::unfold(state, |(service, mut requests, failed)| async move {
-                if failed {
-                    return None;
-                }
-                let msg = requests.message().await.ok().flatten()?;
-                let reply = service.append(msg).await;
-                let failed = reply.is_err();
-                Some((reply, (service, requests, failed)))
-            });
-        Ok(tonic::Response::new(Box::pin(replies)))
+    ) -> Result<tonic::Response<Replies<RaftMessage>>, tonic::Status> {
+        let service = self.clone();
+        let replies = peer_stream::serve(request.into_inner(), move |msg| {
+            let service = service.clone();
+            async move { service.append(msg).await }
+        });
+        Ok(tonic::Response::new(replies))
     }
 
     async fn vote(
@@ -551,21 +479,20 @@ mod tests {
                 .map(tonic::Response::new)
         }
 
-        type AppendStreamStream = AppendReplies;
+        type AppendStreamStream = Replies<RaftMessage>;
 
         async fn append_stream(
             &self,
             request: tonic::Request<tonic::Streaming<RaftMessage>>,
-        ) -> Result<tonic::Response<AppendReplies>, tonic::Status> {
+        ) -> Result<tonic::Response<Replies<RaftMessage>>, tonic::Status> {
             if self.no_streams {
                 return Err(tonic::Status::unimplemented("no append stream here"));
             }
             self.streams.fetch_add(1, Ordering::SeqCst);
-            let replies = futures::stream::unfold(request.into_inner(), |mut requests| async {
-                let msg = requests.message().await.ok().flatten()?;
-                Some((Self::answer(msg).await, requests))
-            });
-            Ok(tonic::Response::new(Box::pin(replies)))
+            Ok(tonic::Response::new(peer_stream::serve(
+                request.into_inner(),
+                Self::answer,
+            )))
         }
 
         async fn vote(
