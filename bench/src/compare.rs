@@ -4,8 +4,8 @@
 //! open the client connections, load every record, run the warm-up and the measured window,
 //! optionally run open-loop points for the latency-versus-throughput curve, read the servers'
 //! peak memory and the CPU time used per operation in the measured window (by the servers, by
-//! this load generator, and the machine's busy share), and stop the cluster before the next target starts, so targets never compete
-//! for the two cores. A target that cannot run, or fails, is reported as skipped with the
+//! this load generator, and the machine's busy share), and stop the cluster before the next
+//! target starts, so targets never compete for the two cores. A target that cannot run, or fails, is reported as skipped with the
 //! reason, and the run goes on.
 
 use std::path::{Path, PathBuf};

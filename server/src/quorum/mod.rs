@@ -225,6 +225,26 @@ fn storage(e: impl std::fmt::Display) -> ServiceError {
 /// within the coordinator timeout.
 pub const MAX_CALLS_PER_PEER: usize = 4096;
 
+/// A client of the quorum peer service over `channel`.
+fn quorum_client(channel: Channel) -> QuorumClient<Channel> {
+    QuorumClient::new(channel)
+        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+}
+
+/// `req`, encoded, from replica `me` to replica `peer`.
+fn message<Req: Serialize>(
+    me: ReplicaId,
+    peer: ReplicaId,
+    req: &Req,
+) -> Result<QuorumMessage, String> {
+    Ok(QuorumMessage {
+        from: me,
+        to: peer,
+        payload: bincode::serialize(req).map_err(|e| e.to_string())?.into(),
+    })
+}
+
 /// Calls `rpc` on replica `peer` over `channel` on behalf of replica `me`, within `timeout`.
 async fn call_peer<Req: Serialize, Resp: DeserializeOwned>(
     channel: Channel,
@@ -234,15 +254,8 @@ async fn call_peer<Req: Serialize, Resp: DeserializeOwned>(
     req: &Req,
     timeout: Duration,
 ) -> Result<Resp, String> {
-    let mut client = QuorumClient::new(channel)
-        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-    let payload = bincode::serialize(req).map_err(|e| e.to_string())?;
-    let mut request = tonic::Request::new(QuorumMessage {
-        from: me,
-        to: peer,
-        payload: payload.into(),
-    });
+    let mut client = quorum_client(channel);
+    let mut request = tonic::Request::new(message(me, peer, req)?);
     request.set_timeout(timeout);
     let call = async {
         match rpc {
@@ -995,14 +1008,8 @@ impl Quorum {
         if link.is_unary() {
             return self.call(peer, addr, Rpc::Push, req, timeout).await;
         }
-        let message = QuorumMessage {
-            from: self.me,
-            to: peer,
-            payload: bincode::serialize(req).map_err(|e| e.to_string())?.into(),
-        };
-        let mut client = QuorumClient::new(self.replica.peers().channel(addr))
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        let message = message(self.me, peer, req)?;
+        let mut client = quorum_client(self.replica.peers().channel(addr));
         let exchanged = link
             .exchange(message, timeout, |requests| async move {
                 client.push_stream(requests).await

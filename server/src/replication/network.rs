@@ -178,12 +178,7 @@ impl PeerClient {
         let mut client = self
             .client()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let payload = encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let message = RaftMessage {
-            from: self.from,
-            to: self.target,
-            payload: payload.into(),
-        };
+        let message = self.message(rpc).map_err(RPCError::Network)?;
         let exchanged = self
             .append
             .exchange(message, option.hard_ttl(), |requests| async move {
@@ -198,11 +193,37 @@ impl PeerClient {
             }
             Err(status) => return Err(transport_error(status)),
         };
-        let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
-            decode(&reply.payload).map_err(|e| {
-                self.append = Link::Closed;
-                RPCError::Network(NetworkError::new(&e))
-            })?;
+        let answer = self.answer(&reply.payload);
+        if let Err(RPCError::Network(_)) = answer {
+            // An undecodable reply: whatever follows on this stream is not to be trusted.
+            self.append = Link::Closed;
+        }
+        answer
+    }
+
+    /// `req`, encoded, from this replica to the peer.
+    fn message<Req: Serialize>(&self, req: &Req) -> Result<RaftMessage, NetworkError> {
+        let payload = encode(req).map_err(|e| NetworkError::new(&e))?;
+        Ok(RaftMessage {
+            from: self.from,
+            to: self.target,
+            payload: payload.into(),
+        })
+    }
+
+    /// The peer's whole result, decoded from a reply's payload: its error as a remote error.
+    /// (The error is openraft's, as the `RaftNetwork` methods return it.)
+    #[allow(clippy::result_large_err)]
+    fn answer<Resp, E>(
+        &self,
+        payload: &[u8],
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
@@ -220,12 +241,7 @@ impl PeerClient {
         let mut client = self
             .client()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftMessage {
-            from: self.from,
-            to: self.target,
-            payload: payload.into(),
-        });
+        let mut request = tonic::Request::new(self.message(req).map_err(RPCError::Network)?);
         request.set_timeout(option.hard_ttl());
         let reply = match method {
             Method::Append => client.append_entries(request).await,
@@ -233,9 +249,7 @@ impl PeerClient {
             Method::Snapshot => client.install_snapshot(request).await,
         }
         .map_err(transport_error)?;
-        let result: Result<Resp, RaftError<NodeId, E>> = decode(&reply.into_inner().payload)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.answer(&reply.into_inner().payload)
     }
 }
 
